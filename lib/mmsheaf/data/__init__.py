@@ -1,0 +1,54 @@
+"""The data layer: raw files in the data root -> PyG ``Data`` graphs, pandas tables and arrays.
+
+- :mod:`~mmsheaf.data.node_datasets`: the NSD node-classification benchmark through PyG with the 10 geom-gcn
+  splits (:func:`load_node_dataset`, registry :data:`NODE_DATASETS`); ``"csbm"`` is the synthetic default.
+- :mod:`~mmsheaf.data.synthetic`: contextual stochastic block model with a set edge homophily
+  (:func:`contextual_sbm`, :class:`CSBMConfig`), needs no files.
+- :mod:`~mmsheaf.data.tables`: clothing reviews, MovieLens 100K tables, MNIST-5k (:data:`TABLE_DATASETS`).
+- :mod:`~mmsheaf.data.stats`: dataset statistics (sizes, homophily, missing values).
+- :mod:`~mmsheaf.data.fetch`: fill the data root from a mirror folder (:func:`fill_data_root`).
+
+Where data lives is set once, by :func:`mmsheaf.paths.data_root` (``MMSHEAF_DATA``); ``MMSHEAF_OFFLINE=1``
+forbids downloads. Missing files raise :class:`DatasetNotFoundError` with instructions.
+"""
+
+from mmsheaf.data.errors import DatasetNotFoundError
+from mmsheaf.data.fetch import fill_data_root, mirror_files
+from mmsheaf.data.node_datasets import (
+    NODE_DATASETS,
+    NodeDatasetSpec,
+    load_node_dataset,
+    missing_node_files,
+    node_dataset_names,
+)
+from mmsheaf.data.stats import degree_and_local_homophily, graph_stats, table_stats
+from mmsheaf.data.synthetic import CSBMConfig, contextual_sbm, random_split_masks
+from mmsheaf.data.tables import (
+    TABLE_DATASETS,
+    TableDatasetSpec,
+    load_clothing_reviews,
+    load_mnist5k,
+    load_movielens100k,
+)
+
+__all__ = [
+    "NODE_DATASETS",
+    "TABLE_DATASETS",
+    "CSBMConfig",
+    "DatasetNotFoundError",
+    "NodeDatasetSpec",
+    "TableDatasetSpec",
+    "contextual_sbm",
+    "degree_and_local_homophily",
+    "fill_data_root",
+    "graph_stats",
+    "load_clothing_reviews",
+    "load_mnist5k",
+    "load_movielens100k",
+    "load_node_dataset",
+    "missing_node_files",
+    "mirror_files",
+    "node_dataset_names",
+    "random_split_masks",
+    "table_stats",
+]

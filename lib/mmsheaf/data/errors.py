@@ -1,0 +1,91 @@
+"""Errors of the data layer and the one message that says how to provide missing files.
+
+Every loader in :mod:`mmsheaf.data` checks its expected raw files *before* it reads anything, and raises
+:class:`DatasetNotFoundError` with the same kind of message: which dataset, which data root, which files are
+missing (full paths), and the ways to provide them (copy from a mirror, place by hand, or download).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+OFFLINE_ENV = "MMSHEAF_OFFLINE"
+"""Environment variable: ``1`` forbids downloads when a loader's ``download`` argument is ``None``."""
+
+MAX_LISTED_FILES = 12
+"""At most this many missing files are listed in a message, then "and N more"."""
+
+MIRROR_HINT = (
+    "copy them from a mirror folder laid out like the project's shared data folder: "
+    "`make data DATA_MIRROR=/path/to/mirror` (or `python -m mmsheaf data --mirror /path/to/mirror`), "
+    "or place the files at the paths above by hand"
+)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's raw files are not in the data root (and could not be downloaded).
+
+    A subclass of :class:`FileNotFoundError`, so ``except FileNotFoundError`` also catches it. The message
+    names the dataset, the data root, the missing files and how to provide them.
+    """
+
+
+def offline() -> bool:
+    """Whether downloads are forbidden by the environment (``MMSHEAF_OFFLINE`` set to 1/true/yes/on)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def downloads_allowed(download: bool | None) -> bool:
+    """Resolve a loader's ``download`` argument: ``None`` means "allowed unless ``MMSHEAF_OFFLINE=1``"."""
+    return (not offline()) if download is None else bool(download)
+
+
+def missing_files(root: Path, relative: Iterable[str]) -> list[Path]:
+    """The files of ``relative`` (paths relative to ``root``) that are not regular files under ``root``."""
+    return [root / rel for rel in relative if not (root / rel).is_file()]
+
+
+def not_found_message(
+    name: str,
+    root: Path,
+    missing: Sequence[Path],
+    *,
+    alternatives: Sequence[str],
+    reason: str | None = None,
+    note: str | None = None,
+) -> str:
+    """Build the message of a :class:`DatasetNotFoundError`.
+
+    Args:
+        name: The dataset's registry name.
+        root: The data root that was searched.
+        missing: Full paths of the missing files.
+        alternatives: Ways to provide the files besides copying from a mirror (e.g. "let PyG download them").
+        reason: Why nothing was downloaded (downloads off, or the download's exception).
+        note: A dataset-specific remark (e.g. a file known to be absent from the shared mirror).
+
+    Returns:
+        A multi-line message.
+    """
+    lines = [f"Dataset {name!r}: {len(missing)} expected raw file(s) missing under the data root {root}"]
+    if not root.exists():
+        lines[0] += " (this folder does not exist)"
+    lines[0] += ":"
+    lines += [f"    {path}" for path in missing[:MAX_LISTED_FILES]]
+    if len(missing) > MAX_LISTED_FILES:
+        lines.append(f"    ... and {len(missing) - MAX_LISTED_FILES} more")
+    if reason:
+        lines.append(reason)
+    if note:
+        lines.append(f"Note: {note}")
+    lines.append("Provide them in one of these ways:")
+    options = [MIRROR_HINT, *alternatives]
+    lines += [f"  ({chr(ord('a') + i)}) {text};" for i, text in enumerate(options)]
+    lines[-1] = lines[-1].rstrip(";") + "."
+    lines.append(
+        "The data root is set by the environment variable MMSHEAF_DATA (default <repo>/data) "
+        "or by the loader's `root` argument."
+    )
+    return "\n".join(lines)

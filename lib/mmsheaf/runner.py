@@ -1,0 +1,193 @@
+"""Executes the report's notebooks with papermill, in order, one profile at a time.
+
+For each notebook the runner
+
+1. skips it when it is up to date: its manifest (written by :meth:`mmsheaf.report.Report.close`) records
+   the hash of its inputs — the notebook's ``.py``, its parameters file and every source file of the
+   library — and that hash is unchanged and every listed output exists (``force=True`` re-runs);
+2. converts ``notebooks/NN_topic.py`` (the source of truth) to a notebook under ``build/<profile>/``;
+3. executes it with papermill, injecting the profile's parameters, with a progress bar over cells;
+4. has the notebook write its outputs into a staging folder (``MMSHEAF_STAGE_DIR``) and moves them into the
+   output folder only when the notebook succeeded. A failure leaves earlier outputs untouched and raises
+   :class:`NotebookFailed`, naming the notebook and the cell.
+
+Command line: ``python -m mmsheaf report --profile smoke`` (see :mod:`mmsheaf.__main__`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import paths
+from .notebooks import Notebook, discover, to_notebook
+from .report import STAGE_ENV, move_outputs, write_text_atomic
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names it, the failing cell and where the executed copy is."""
+
+    def __init__(self, notebook: str, message: str) -> None:
+        super().__init__(f"notebook {notebook} failed: {message}")
+        self.notebook = notebook
+
+
+@dataclass(frozen=True)
+class RunResult:
+    notebook: str
+    status: str  # "ran" or "skipped"
+    seconds: float
+    outputs: tuple[str, ...] = ()
+
+
+def input_hash(nb: Notebook, profile: str) -> str:
+    """sha256 over a notebook's inputs: its ``.py``, its parameters file for ``profile``, the library sources."""
+    h = hashlib.sha256()
+    files = [nb.py, nb.params_file(profile)]
+    lib = paths.library_dir()
+    files += sorted(p for p in lib.rglob("*.py") if "__pycache__" not in p.parts)
+    for f in files:
+        if f.is_file():
+            rel = f.relative_to(lib) if f.is_relative_to(lib) else Path(f.name)
+            h.update(str(rel).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def manifest_path(out_dir: Path, notebook: str) -> Path:
+    return out_dir / "provenance" / f"{notebook}.manifest.json"
+
+
+def is_up_to_date(nb: Notebook, profile: str, out_dir: Path) -> bool:
+    """True when the notebook's manifest matches its current inputs and all its outputs exist."""
+    mf = manifest_path(out_dir, nb.name)
+    if not mf.is_file():
+        return False
+    try:
+        manifest = json.loads(mf.read_text())
+    except json.JSONDecodeError:
+        return False
+    if manifest.get("input_hash") != input_hash(nb, profile) or manifest.get("profile") != profile:
+        return False
+    return all((out_dir / rel).is_file() for rel in manifest.get("outputs", []))
+
+
+def last_wall_time(out_dir: Path, notebook: str) -> float | None:
+    """Wall time of the notebook's last successful run in this output folder (for an honest ETA)."""
+    try:
+        return float(json.loads(manifest_path(out_dir, notebook).read_text())["wall_time_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _failure_message(exc: Exception) -> str:
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    cell = getattr(exc, "exec_count", None)
+    where = f" in cell [{cell}]" if cell is not None else ""
+    return f"{ename}{where}: {evalue}".strip()
+
+
+def run_notebook(
+    nb: Notebook,
+    profile: str,
+    out_dir: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    extra_params: dict | None = None,
+) -> RunResult:
+    """Execute one notebook in a profile (see the module docstring); returns what happened.
+
+    Args:
+        extra_params: parameters injected on top of the profile's (a run with them is never skipped, and
+            its manifest records no input hash, so a later plain run redoes it).
+    """
+    import jupytext
+    import papermill as pm
+
+    paths.check_profile(profile)
+    out_dir = Path(out_dir) if out_dir else paths.output_root(profile)
+    if not force and not extra_params and is_up_to_date(nb, profile, out_dir):
+        return RunResult(nb.name, "skipped", 0.0)
+
+    params = {**nb.parameters(profile), **(extra_params or {})}
+    work = paths.build_root(profile) / "executed"
+    work.mkdir(parents=True, exist_ok=True)
+    source = work / f"{nb.name}.source.ipynb"
+    executed = work / f"{nb.name}.ipynb"
+    jupytext.write(to_notebook(nb), source, fmt="ipynb")
+
+    stage = Path(tempfile.mkdtemp(prefix=f"stage-{nb.name}-", dir=work))
+    previous = os.environ.get(STAGE_ENV)
+    os.environ[STAGE_ENV] = str(stage)
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(source),
+            str(executed),
+            parameters=params,
+            kernel_name="python3",
+            progress_bar=progress,
+            cwd=str(nb.folder),
+            log_output=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - papermill raises many kinds; all mean "the notebook failed"
+        raise NotebookFailed(
+            nb.name, f"{_failure_message(exc)} (executed copy: {executed}; earlier outputs in {out_dir} untouched)"
+        ) from exc
+    else:
+        staged = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+        mf = stage / "provenance" / f"{nb.name}.manifest.json"
+        if not mf.is_file():
+            raise NotebookFailed(nb.name, "it finished without calling Report.close(), so no outputs were recorded")
+        manifest = json.loads(mf.read_text())
+        # the runner knows the notebook's own folder; a run with extra parameters is not the profile's run
+        manifest["input_hash"] = None if extra_params else input_hash(nb, profile)
+        write_text_atomic(mf, json.dumps(manifest, indent=2) + "\n")
+        move_outputs(stage, out_dir)
+        return RunResult(nb.name, "ran", time.perf_counter() - t0, tuple(staged))
+    finally:
+        if previous is None:
+            os.environ.pop(STAGE_ENV, None)
+        else:
+            os.environ[STAGE_ENV] = previous
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def run_all(
+    profile: str,
+    names: list[str] | None = None,
+    folder: Path | None = None,
+    out_dir: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[RunResult]:
+    """Run the notebooks in order; stop at the first failure (raising :class:`NotebookFailed`)."""
+    paths.check_profile(profile)
+    notebooks = discover(folder, names)
+    if not notebooks:
+        raise ValueError(f"no notebooks (NN_topic.py) found in {folder or paths.notebooks_dir()}")
+    results = []
+    t_all = time.perf_counter()
+    out = Path(out_dir) if out_dir else paths.output_root(profile)
+    for i, nb in enumerate(notebooks, 1):
+        last = last_wall_time(out, nb.name)
+        eta = f", last run took {last:.0f} s" if last else ""
+        log(f"[{i}/{len(notebooks)}] {nb.name} ({profile} profile{eta}) ...")
+        sys.stdout.flush()
+        res = run_notebook(nb, profile, out_dir=out_dir, force=force, progress=progress)
+        if res.status == "skipped":
+            log(f"[{i}/{len(notebooks)}] {nb.name}: up to date (inputs unchanged since its outputs), skipped")
+        else:
+            log(f"[{i}/{len(notebooks)}] {nb.name}: done in {res.seconds:.1f} s, {len(res.outputs)} files written")
+        results.append(res)
+    log(f"all {len(notebooks)} notebooks done in {time.perf_counter() - t_all:.1f} s")
+    return results

@@ -1,0 +1,46 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_mirror() -> Path:
+    """Raw-data mirror of ``@pytest.mark.data`` tests: ``MMSHEAF_DATA_MIRROR`` or ``<repo>/../shared/data``.
+
+    Read only: tests copy from it with ``fill_data_root`` into ``real_data_root``.
+    """
+    env = os.environ.get("MMSHEAF_DATA_MIRROR")
+    path = Path(env).expanduser().resolve() if env else (REPO.parent / "shared" / "data").resolve()
+    if not path.is_dir():
+        pytest.skip(
+            f"no data mirror at {path}: set MMSHEAF_DATA_MIRROR to a folder laid out like the shared data "
+            "folder to run the real-data tests"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty session-wide data root; tests fill it with ``fill_data_root(data_mirror, root, only=...)``."""
+    return tmp_path_factory.mktemp("data_root")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run order: unit tests, then the notebooks (nbval, which write the smoke outputs), then the paper build.
+
+    The paper tests reuse the smoke outputs that the notebook runs just wrote instead of recomputing them.
+    """
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("paper_build"):
+            return 2
+        return 1 if str(item.fspath).endswith(".ipynb") else 0
+
+    items.sort(key=rank)  # stable: the order within each group is kept

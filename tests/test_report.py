@@ -1,0 +1,101 @@
+"""Outputs for the paper: figure, table, macros, provenance, atomic staging."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from mmsheaf import report  # noqa: E402
+from mmsheaf.report import Latex, Report, booktabs, format_number  # noqa: E402
+
+
+@pytest.fixture
+def rep(tmp_path, monkeypatch):
+    monkeypatch.delenv(report.STAGE_ENV, raising=False)
+    return Report("00_datasets", profile="smoke", params={"SEED": 3}, out_dir=tmp_path)
+
+
+def test_figure_is_vector_pdf_with_provenance(rep, tmp_path):
+    fig, ax = plt.subplots(figsize=report.figsize(0.5))
+    ax.plot([0, 1], [1, 0])
+    path = rep.figure(fig, "demo")
+    plt.close(fig)
+    assert path == tmp_path / "demo.pdf" and path.read_bytes()[:5] == b"%PDF-"
+    prov = json.loads((tmp_path / "provenance" / "demo.pdf.json").read_text())
+    for key in ("notebook", "profile", "parameters", "git_commit", "versions", "hardware", "wall_time_s", "sha256"):
+        assert key in prov, key
+    assert prov["notebook"] == "00_datasets" and prov["profile"] == "smoke" and prov["parameters"] == {"SEED": 3}
+    assert prov["versions"]["torch"].startswith("2.13") and prov["sha256"] == report.sha256_file(path)
+
+
+def test_table_writes_booktabs_and_the_same_numbers_as_csv(rep, tmp_path):
+    df = pd.DataFrame({"dataset": ["Cora", "Tex_as"], "nodes": [2708, 183], "h": [0.81, 0.108]})
+    rep.table(df, "demo", float_digits={"h": 3})
+    tex = (tmp_path / "tables" / "demo.tex").read_text()
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert r"2{,}708" in tex and "0.108" in tex and r"Tex\_as" in tex
+    assert "caption" not in tex
+    back = pd.read_csv(tmp_path / "tables" / "demo.csv")
+    pd.testing.assert_frame_equal(back, df)
+
+
+def test_macros_and_manifest(rep, tmp_path):
+    rep.macro("CoraNodes", 2708)
+    rep.macro("Phrase", Latex(r"\emph{Cora}"))
+    manifest = json.loads(rep.close().read_text())
+    text = (tmp_path / "macros" / "00_datasets.tex").read_text()
+    assert r"\newcommand{\CoraNodes}{2{,}708}" in text and r"\newcommand{\Phrase}{\emph{Cora}}" in text
+    assert "macros/00_datasets.tex" in manifest["outputs"]
+    with pytest.raises(ValueError, match="closed"):
+        rep.macro("More", 1)
+
+
+@pytest.mark.parametrize("bad", ["Cora2", "cora_nodes", "", "x y"])
+def test_macro_names_must_be_latex_words(rep, bad):
+    with pytest.raises(ValueError, match="letters only"):
+        rep.macro(bad, 1)
+
+
+def test_unknown_profile_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="Unknown profile"):
+        Report("00_datasets", profile="full", out_dir=tmp_path)
+
+
+def test_staging_folder_from_the_runner(tmp_path, monkeypatch):
+    stage = tmp_path / "stage"
+    monkeypatch.setenv(report.STAGE_ENV, str(stage))
+    rep = Report("00_datasets", profile="smoke")
+    rep.table(pd.DataFrame({"a": [1]}), "t")
+    assert (stage / "tables" / "t.csv").is_file()
+    out = tmp_path / "out"
+    moved = report.move_outputs(stage, out)
+    assert (out / "tables" / "t.csv").is_file() and len(moved) == 4  # csv, tex, two provenance records
+
+
+def test_atomic_path_leaves_target_untouched_on_error(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with report.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+
+
+def test_number_formatting():
+    assert format_number(5278) == "5{,}278"
+    assert format_number(0.3051, 2) == "0.31"
+    assert format_number(float("nan")) == "--"
+    assert format_number("a_b") == r"a\_b"
+    assert r"\textbackslash{}" in report.latex_escape("\\")
+
+
+def test_booktabs_column_format_from_dtypes():
+    tex = booktabs(pd.DataFrame({"name": ["a"], "n": [1]}))
+    assert tex.startswith(r"\begin{tabular}{lr}")
