@@ -35,8 +35,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt -e .
 	@touch $@
 
-latex:
-	@bash scripts/setup-latex.sh
+latex: venv
+	@$(PY) -m mmsheaf latex
 
 data: venv
 	$(PY) -m mmsheaf data --mirror "$(DATA_MIRROR)"

@@ -70,3 +70,13 @@ def test_paper_builds_from_smoke_outputs(smoke_outputs):
     pdf = build("smoke")
     assert pdf == paths.build_root("smoke") / "paper" / "main.pdf"
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 50_000
+
+
+def test_missing_latex_that_cannot_be_installed_is_a_clear_error(monkeypatch):
+    import mmsheaf.paper as paper
+
+    monkeypatch.setattr(paper, "latex_available", lambda: False)
+    monkeypatch.setattr(paper.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(paper.shutil, "which", lambda tool: None)
+    with pytest.raises(PaperBuildError, match=r"cannot be installed here.*apt-get install -y --no-install-recommends latexmk"):
+        paper.ensure_latex(log=lambda s: None)

@@ -1,4 +1,4 @@
-"""Command line of the report: ``python -m mmsheaf {report,paper,data,sync,check-pairs}``.
+"""Command line of the report: ``python -m mmsheaf {report,paper,data,latex,sync,check-pairs}``.
 
 The Makefile's targets call these; each prints what it does and exits non-zero with a message naming what
 failed (a notebook, a pair out of sync, a missing paper input, a LaTeX error, a missing dataset).
@@ -49,6 +49,13 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_latex(args: argparse.Namespace) -> int:
+    from .paper import ensure_latex
+
+    ensure_latex()
+    return 0
+
+
 def _cmd_sync(args: argparse.Namespace) -> int:
     from .notebooks import discover, sync
 
@@ -86,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("data", help="fill the data folder from a mirror folder")
     p.add_argument("--mirror", default="", help="a folder laid out like shared/data (empty: PyG downloads)")
     p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("latex", help="install the Debian LaTeX packages when something is missing")
+    p.set_defaults(func=_cmd_latex)
 
     p = sub.add_parser("sync", help="write each notebook's .ipynb from its .py (outputs stripped)")
     p.add_argument("notebooks", nargs="*")

@@ -64,8 +64,54 @@ def missing_inputs(figdir: Path, paper_dir: Path | None = None) -> list[str]:
     ]
 
 
+LATEX_DEBIAN_PACKAGES: tuple[str, ...] = (
+    "latexmk", "texlive-latex-base", "texlive-latex-recommended", "texlive-science", "lmodern",
+)
+"""Debian packages that give everything the paper uses (latexmk, pdflatex, BibTeX, natbib, booktabs, ...)."""
+
+LATEX_STYLES: tuple[str, ...] = (
+    "booktabs.sty", "natbib.sty", "lmodern.sty", "siunitx.sty", "microtype.sty", "hyperref.sty", "geometry.sty",
+)
+
+
 def latex_available() -> bool:
-    return shutil.which("latexmk") is not None and shutil.which("pdflatex") is not None
+    """True when latexmk, pdflatex, bibtex and every package the paper uses are installed."""
+    if not all(shutil.which(tool) for tool in ("latexmk", "pdflatex", "bibtex", "kpsewhich")):
+        return False
+    found = subprocess.run(["kpsewhich", *LATEX_STYLES], capture_output=True, text=True).stdout.split()
+    return len(found) == len(LATEX_STYLES)
+
+
+def ensure_latex(log=print) -> None:
+    """Install the Debian LaTeX packages with apt-get when something is missing.
+
+    Raises:
+        PaperBuildError: they are missing and cannot be installed here (no apt-get, not root and no
+            passwordless sudo); the message says what to install by hand.
+    """
+    if latex_available():
+        return
+    pkgs = " ".join(LATEX_DEBIAN_PACKAGES)
+    sudo: list[str] | None = []
+    if os.geteuid() != 0:
+        ok = shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
+        sudo = ["sudo", "-n"] if ok else None
+    if sudo is None or not shutil.which("apt-get"):
+        raise PaperBuildError(
+            "LaTeX is missing and cannot be installed here (needs apt-get and root or passwordless sudo).\n"
+            f"Install it by hand, then run the command again:\n  Debian/Ubuntu: sudo apt-get install -y "
+            f"--no-install-recommends {pkgs}\n  elsewhere: a TeX distribution with latexmk, pdflatex, bibtex and "
+            + ", ".join(s.removesuffix(".sty") for s in LATEX_STYLES)
+        )
+    log(f"LaTeX missing: installing Debian packages {pkgs} (about half a minute) ...")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *LATEX_DEBIAN_PACKAGES]):
+        proc = subprocess.run(sudo + cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise PaperBuildError(f"`{' '.join(cmd)}` failed:\n{proc.stderr[-1500:]}")
+    if not latex_available():
+        raise PaperBuildError(f"LaTeX is still incomplete after `apt-get install {pkgs}`")
+    log("LaTeX ready.")
 
 
 def _latex_errors(log: str) -> list[str]:
@@ -113,8 +159,7 @@ def build(
         )
     if not latex_available():
         raise PaperBuildError(
-            "latexmk/pdflatex not found: install Debian's latexmk texlive-latex-base texlive-latex-recommended "
-            "texlive-science lmodern (`make setup` does this with apt-get)"
+            f"LaTeX is incomplete: install Debian's {' '.join(LATEX_DEBIAN_PACKAGES)} (`make latex` does this)"
         )
     aux = paths.build_root(profile) / "latex" if paper_dir == paths.paper_dir().resolve() else out_pdf.parent / "latex"
     aux.mkdir(parents=True, exist_ok=True)
