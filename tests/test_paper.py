@@ -78,5 +78,5 @@ def test_missing_latex_that_cannot_be_installed_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(paper, "latex_available", lambda: False)
     monkeypatch.setattr(paper.os, "geteuid", lambda: 1000)
     monkeypatch.setattr(paper.shutil, "which", lambda tool: None)
-    with pytest.raises(PaperBuildError, match=r"cannot be installed here.*apt-get install -y --no-install-recommends latexmk"):
+    with pytest.raises(PaperBuildError, match=r"(?s)cannot be installed here.*apt-get install -y --no-install-recommends latexmk"):
         paper.ensure_latex(log=lambda s: None)
