@@ -23,7 +23,7 @@ import pytest
 
 from mmsheaf import paths
 from mmsheaf.notebooks import Notebook, discover, pairing_problems, sync
-from mmsheaf.runner import NotebookFailed, run_all, run_notebook
+from mmsheaf.runner import NotebookFailed, is_up_to_date, run_all, run_notebook
 
 NOTEBOOKS = discover()
 IDS = [nb.name for nb in NOTEBOOKS]
@@ -196,6 +196,19 @@ def test_up_to_date_notebooks_are_skipped_until_an_input_changes(tmp_path):
     assert pd.read_csv(out / "tables" / "ok_table.csv")["value"].tolist() == [3]
     (out / "tables" / "ok_table.csv").unlink()
     assert [r.status for r in run_all("paper", **quiet)] == ["ran"], "a missing output forces a re-run"
+
+    # Library changes: only the modules the notebook imported count.
+    manifest = json.loads((out / "provenance" / "98_ok.manifest.json").read_text())
+    assert "report.py" in manifest["library_files"] and "data/synthetic.py" not in manifest["library_files"]
+    lib_copy = tmp_path / "lib"
+    shutil.copytree(paths.library_dir(), lib_copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(paths, "library_dir", lambda: lib_copy)
+        assert is_up_to_date(nb, "paper", out)
+        (lib_copy / "data" / "synthetic.py").write_text("# an unrelated change\n")
+        assert is_up_to_date(nb, "paper", out), "a module the notebook does not import is not its input"
+        (lib_copy / "report.py").write_text((lib_copy / "report.py").read_text() + "\n# changed\n")
+        assert not is_up_to_date(nb, "paper", out), "a module it imports is"
 
 
 @pytest.mark.slow

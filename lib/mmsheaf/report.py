@@ -372,15 +372,17 @@ class Report:
         write_text_atomic(self.out_dir / rel, "\n".join(lines) + "\n")
         self._record(rel, macros=sorted(self._macros))
         from .notebooks import Notebook
-        from .runner import input_hash  # local import: the runner imports this module
+        from .runner import input_hash, library_files_in_use  # local import: the runner imports this module
 
         nb = Notebook(self.notebook, paths.notebooks_dir())
+        used = library_files_in_use()
         manifest = {
             "notebook": self.notebook,
             "profile": self.profile,
             "outputs": self._outputs,
+            "library_files": used,
             # the runner rewrites this with the notebook's own folder; None when run outside the repository
-            "input_hash": input_hash(nb, self.profile) if nb.py.is_file() else None,
+            "input_hash": input_hash(nb, self.profile, used) if nb.py.is_file() else None,
             "git_commit": self._provenance_common()["git_commit"],
             "wall_time_s": round(time.perf_counter() - self._t0, 3),
         }

@@ -3,8 +3,8 @@
 For each notebook the runner
 
 1. skips it when it is up to date: its manifest (written by :meth:`mmsheaf.report.Report.close`) records
-   the hash of its inputs — the notebook's ``.py``, its parameters file and every source file of the
-   library — and that hash is unchanged and every listed output exists (``force=True`` re-runs);
+   the hash of its inputs — the notebook's ``.py``, its parameters file and the library modules it
+   imported — and that hash is unchanged and every listed output exists (``force=True`` re-runs);
 2. converts ``notebooks/NN_topic.py`` (the source of truth) to a notebook under ``build/<profile>/``;
 3. executes it with papermill, injecting the profile's parameters, with a progress bar over cells;
 4. has the notebook write its outputs into a staging folder (``MMSHEAF_STAGE_DIR``) and moves them into the
@@ -48,16 +48,34 @@ class RunResult:
     outputs: tuple[str, ...] = ()
 
 
-def input_hash(nb: Notebook, profile: str) -> str:
-    """sha256 over a notebook's inputs: its ``.py``, its parameters file for ``profile``, the library sources."""
-    h = hashlib.sha256()
-    files = [nb.py, nb.params_file(profile)]
+def library_files_in_use() -> list[str]:
+    """The library's source files imported in this process (relative to the package folder, sorted).
+
+    A notebook's manifest records these, so that a change to a module the notebook never imports does not
+    make it look out of date.
+    """
     lib = paths.library_dir()
-    files += sorted(p for p in lib.rglob("*.py") if "__pycache__" not in p.parts)
-    for f in files:
-        if f.is_file():
-            rel = f.relative_to(lib) if f.is_relative_to(lib) else Path(f.name)
-            h.update(str(rel).encode() + b"\0" + f.read_bytes() + b"\0")
+    files = set()
+    for name, module in list(sys.modules.items()):
+        f = getattr(module, "__file__", None)
+        if (name == "mmsheaf" or name.startswith("mmsheaf.")) and f and Path(f).resolve().is_relative_to(lib):
+            files.add(str(Path(f).resolve().relative_to(lib)))
+    return sorted(files)
+
+
+def input_hash(nb: Notebook, profile: str, library_files: list[str] | None = None) -> str:
+    """sha256 over a notebook's inputs: its ``.py``, its parameters file for ``profile``, and the library
+    sources it uses (``library_files``, relative to the package; default: every source file)."""
+    h = hashlib.sha256()
+    lib = paths.library_dir()
+    if library_files is None:
+        library_files = sorted(str(p.relative_to(lib)) for p in lib.rglob("*.py") if "__pycache__" not in p.parts)
+    for label, f in [("notebook", nb.py), ("params", nb.params_file(profile))] + [
+        (rel, lib / rel) for rel in library_files
+    ]:
+        h.update(label.encode() + b"\0")
+        h.update(f.read_bytes() if f.is_file() else b"<missing>")
+        h.update(b"\0")
     return h.hexdigest()
 
 
@@ -74,7 +92,8 @@ def is_up_to_date(nb: Notebook, profile: str, out_dir: Path) -> bool:
         manifest = json.loads(mf.read_text())
     except json.JSONDecodeError:
         return False
-    if manifest.get("input_hash") != input_hash(nb, profile) or manifest.get("profile") != profile:
+    current = input_hash(nb, profile, manifest.get("library_files"))
+    if manifest.get("input_hash") != current or manifest.get("profile") != profile:
         return False
     return all((out_dir / rel).is_file() for rel in manifest.get("outputs", []))
 
@@ -149,7 +168,8 @@ def run_notebook(
             raise NotebookFailed(nb.name, "it finished without calling Report.close(), so no outputs were recorded")
         manifest = json.loads(mf.read_text())
         # the runner knows the notebook's own folder; a run with extra parameters is not the profile's run
-        manifest["input_hash"] = None if extra_params else input_hash(nb, profile)
+        manifest["input_hash"] = None if extra_params else input_hash(nb, profile, manifest.get("library_files"))
+        manifest["wall_time_s"] = round(time.perf_counter() - t0, 1)  # the whole notebook, kernel start included
         write_text_atomic(mf, json.dumps(manifest, indent=2) + "\n")
         move_outputs(stage, out_dir)
         return RunResult(nb.name, "ran", time.perf_counter() - t0, tuple(staged))
