@@ -1,0 +1,579 @@
+r"""Baseline node classifiers of the Neural Sheaf Diffusion table: MLP, GCN, GAT, GraphSAGE, GCNII, GPRGNN.
+
+Every model has the same interface, so the registry (:mod:`mmsheaf.models`) and the training loop
+(:mod:`mmsheaf.train`) treat them alike:
+
+.. code-block:: python
+
+    model = GCN(in_channels=F, out_channels=C, config=GCNConfig(hidden_channels=64, layers=2))
+    logits = model(x, edge_index)          # raw logits (N, C); apply softmax / cross-entropy outside
+    model.reset_parameters()               # fresh initialisation from the global torch RNG
+
+Each model is configured by a frozen dataclass (validated on construction, ``ValueError`` on bad values) that
+shares ``hidden_channels``, ``layers``, ``dropout`` and ``input_dropout`` and adds the model's own knobs.
+Every model works for any depth ``layers >= 1`` (depth sweeps go to 32 layers). Message passing uses PyG's
+layers (:class:`~torch_geometric.nn.conv.GCNConv`, :class:`~torch_geometric.nn.conv.GATConv`,
+:class:`~torch_geometric.nn.conv.SAGEConv`, :class:`~torch_geometric.nn.conv.GCN2Conv`) on plain
+``edge_index`` tensors; GPRGNN, which PyG does not ship, is a small
+:class:`~torch_geometric.nn.conv.MessagePassing` over PyG's
+:func:`~torch_geometric.nn.conv.gcn_conv.gcn_norm`.
+Nothing needs ``torch-sparse`` or ``pyg-lib``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from itertools import pairwise
+from types import MappingProxyType
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GATConv, GCN2Conv, GCNConv, MessagePassing, SAGEConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+__all__ = [
+    "GAT",
+    "GCN",
+    "GCNII",
+    "GPRGNN",
+    "MLP",
+    "GATConfig",
+    "GCNConfig",
+    "GCNIIConfig",
+    "GPRGNNConfig",
+    "GPRProp",
+    "GraphSAGE",
+    "MLPConfig",
+    "SAGEConfig",
+]
+
+
+# ----------------------------------------------------------------------------------------------- configs
+def _validate(name: str, checks: list[tuple[bool, str]]) -> None:
+    """Raise one ``ValueError`` naming the config and the first failed check."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"{name}: {message}.")
+
+
+def _probability(value: float) -> bool:
+    return 0.0 <= value < 1.0
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """Fields shared by every baseline (validated on construction).
+
+    Args:
+        hidden_channels: Width of the hidden representations.
+        layers: Depth (``>= 1``); what counts as a layer is stated by each model.
+        dropout: Dropout probability on hidden representations, in :math:`[0, 1)`.
+        input_dropout: Dropout probability on the input features, in :math:`[0, 1)`.
+    """
+
+    hidden_channels: int = 64
+    layers: int = 2
+    dropout: float = 0.5
+    input_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _validate(type(self).__name__, self._checks())
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.hidden_channels >= 1, f"hidden_channels must be >= 1, got {self.hidden_channels}"),
+            (self.layers >= 1, f"layers must be >= 1, got {self.layers}"),
+            (_probability(self.dropout), f"dropout must lie in [0, 1), got {self.dropout}"),
+            (_probability(self.input_dropout), f"input_dropout must lie in [0, 1), got {self.input_dropout}"),
+        ]
+
+
+@dataclass(frozen=True)
+class MLPConfig(BaselineConfig):
+    """Configuration of :class:`MLP`: ``layers`` linear layers (``layers = 1`` is logistic regression)."""
+
+
+@dataclass(frozen=True)
+class GCNConfig(BaselineConfig):
+    """Configuration of :class:`GCN`: ``layers`` graph convolutions.
+
+    Args:
+        add_self_loops: Add self-loops before normalising (the renormalisation trick of Kipf & Welling).
+        improved: Self-loops of weight 2 (:math:`\\hat{A} = A + 2I`).
+    """
+
+    add_self_loops: bool = True
+    improved: bool = False
+
+
+@dataclass(frozen=True)
+class GATConfig(BaselineConfig):
+    """Configuration of :class:`GAT`: ``layers`` attention layers (defaults of the GAT paper on Cora).
+
+    Args:
+        hidden_channels: Width of each head in the hidden layers (the hidden representation has
+            ``heads * hidden_channels`` features).
+        heads: Attention heads of the hidden layers (concatenated).
+        output_heads: Attention heads of the last layer (averaged).
+        attention_dropout: Dropout on the normalised attention coefficients.
+        negative_slope: Slope of the LeakyReLU inside the attention score.
+    """
+
+    hidden_channels: int = 8
+    dropout: float = 0.6
+    input_dropout: float = 0.6
+    heads: int = 8
+    output_heads: int = 1
+    attention_dropout: float = 0.6
+    negative_slope: float = 0.2
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        return super()._checks() + [
+            (self.heads >= 1, f"heads must be >= 1, got {self.heads}"),
+            (self.output_heads >= 1, f"output_heads must be >= 1, got {self.output_heads}"),
+            (
+                _probability(self.attention_dropout),
+                f"attention_dropout must lie in [0, 1), got {self.attention_dropout}",
+            ),
+            (self.negative_slope >= 0.0, f"negative_slope must be >= 0, got {self.negative_slope}"),
+        ]
+
+
+SAGE_AGGREGATIONS: tuple[str, ...] = ("mean", "max", "sum")
+
+
+@dataclass(frozen=True)
+class SAGEConfig(BaselineConfig):
+    """Configuration of :class:`GraphSAGE`: ``layers`` SAGE convolutions.
+
+    Args:
+        aggr: Neighbourhood aggregation, one of :data:`SAGE_AGGREGATIONS`.
+        normalize: :math:`\\ell_2`-normalise the output of every hidden layer (as in the GraphSAGE paper).
+    """
+
+    aggr: str = "mean"
+    normalize: bool = False
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        return super()._checks() + [
+            (self.aggr in SAGE_AGGREGATIONS, f"aggr must be one of {SAGE_AGGREGATIONS}, got {self.aggr!r}"),
+        ]
+
+
+@dataclass(frozen=True)
+class GCNIIConfig(BaselineConfig):
+    """Configuration of :class:`GCNII`: ``layers`` GCNII convolutions between input and output linear layers.
+
+    Args:
+        alpha: Strength :math:`\\alpha` of the initial residual, in :math:`[0, 1]`.
+        theta: :math:`\\lambda` of the identity mapping, :math:`\\beta_\\ell = \\log(\\lambda / \\ell + 1)`.
+        shared_weights: One weight matrix for the propagated and the initial representation (GCNII);
+            ``False`` gives two (GCNII*).
+    """
+
+    layers: int = 8
+    dropout: float = 0.6
+    input_dropout: float = 0.6
+    alpha: float = 0.1
+    theta: float = 0.5
+    shared_weights: bool = True
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        return super()._checks() + [
+            (0.0 <= self.alpha <= 1.0, f"alpha must lie in [0, 1], got {self.alpha}"),
+            (self.theta > 0.0, f"theta must be > 0, got {self.theta}"),
+        ]
+
+
+def _ppr_coefficients(K: int, alpha: float) -> Tensor:
+    """PPR initialisation of GPRGNN.
+
+    :math:`\\gamma_k = \\alpha (1 - \\alpha)^k` for :math:`k < K` and :math:`\\gamma_K = (1 - \\alpha)^K`.
+    """
+    gamma = alpha * (1.0 - alpha) ** torch.arange(K + 1, dtype=torch.float64)
+    gamma[-1] = (1.0 - alpha) ** K
+    return gamma
+
+
+def _random_coefficients(K: int, alpha: float) -> Tensor:
+    """Random initialisation of GPRGNN: uniform in :math:`\\pm\\sqrt{3 / (K + 1)}`, scaled to unit l1 norm."""
+    bound = math.sqrt(3.0 / (K + 1))
+    gamma = torch.empty(K + 1, dtype=torch.float64).uniform_(-bound, bound)
+    return gamma / gamma.abs().sum().clamp_min(1e-12)
+
+
+GPR_INITS: Mapping[str, Callable[[int, float], Tensor]] = MappingProxyType(
+    {"ppr": _ppr_coefficients, "random": _random_coefficients}
+)
+"""Initialisations of the GPRGNN coefficients :math:`\\gamma_k` (name -> function of ``(K, alpha)``)."""
+
+
+@dataclass(frozen=True)
+class GPRGNNConfig(BaselineConfig):
+    """Configuration of :class:`GPRGNN`: an MLP of ``layers`` linear layers, then ``K`` propagation steps.
+
+    Args:
+        K: Number of propagation steps (``>= 1``).
+        alpha: Teleport probability of the PPR initialisation, in :math:`(0, 1]`.
+        init: Initialisation of the coefficients, a key of :data:`GPR_INITS`.
+        dprate: Dropout on the MLP output, before the propagation.
+    """
+
+    dropout: float = 0.5
+    input_dropout: float = 0.5
+    K: int = 10
+    alpha: float = 0.1
+    init: str = "ppr"
+    dprate: float = 0.5
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        return super()._checks() + [
+            (self.K >= 1, f"K must be >= 1, got {self.K}"),
+            (0.0 < self.alpha <= 1.0, f"alpha must lie in (0, 1], got {self.alpha}"),
+            (self.init in GPR_INITS, f"init must be one of {tuple(GPR_INITS)}, got {self.init!r}"),
+            (_probability(self.dprate), f"dprate must lie in [0, 1), got {self.dprate}"),
+        ]
+
+
+# ----------------------------------------------------------------------------------------------- models
+def _widths(in_channels: int, hidden: int, out_channels: int, layers: int) -> list[tuple[int, int]]:
+    """``(in, out)`` of each of ``layers`` stacked layers: ``in -> hidden -> ... -> hidden -> out``."""
+    dims = [in_channels] + [hidden] * (layers - 1) + [out_channels]
+    return list(pairwise(dims))
+
+
+class MLP(nn.Module):
+    r"""A multilayer perceptron that ignores the graph (the structure-free baseline).
+
+    .. math::
+        \mathbf{H}^{(\ell)} = \mathrm{ReLU}\big(\mathbf{H}^{(\ell-1)} \mathbf{W}^{(\ell)}
+        + \mathbf{b}^{(\ell)}\big),
+        \qquad \text{logits} = \mathbf{H}^{(L-1)} \mathbf{W}^{(L)} + \mathbf{b}^{(L)}
+
+    with dropout on the input (``input_dropout``) and on every hidden representation (``dropout``).
+
+    Args:
+        in_channels: Input features :math:`F`.
+        out_channels: Classes :math:`C`.
+        config: :class:`MLPConfig`.
+
+    Shapes:
+        - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)` (unused)
+        - **output:** logits :math:`(N, C)`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, config: MLPConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else MLPConfig()
+        c = self.config
+        self.lins = nn.ModuleList(
+            nn.Linear(i, o) for i, o in _widths(in_channels, c.hidden_channels, out_channels, c.layers)
+        )
+
+    def reset_parameters(self) -> None:
+        for lin in self.lins:
+            lin.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor | None = None) -> Tensor:
+        x = F.dropout(x, self.config.input_dropout, self.training)
+        for i, lin in enumerate(self.lins):
+            if i > 0:
+                x = F.dropout(F.relu(x), self.config.dropout, self.training)
+            x = lin(x)
+        return x
+
+
+class GCN(nn.Module):
+    r"""Graph convolutional network from `"Semi-supervised Classification with Graph Convolutional Networks"
+    <https://arxiv.org/abs/1609.02907>`_ (Kipf & Welling, ICLR 2017), with PyG's
+    :class:`~torch_geometric.nn.conv.GCNConv`.
+
+    .. math::
+        \mathbf{H}^{(\ell)} = \sigma\big(\hat{\mathbf{D}}^{-1/2} \hat{\mathbf{A}} \hat{\mathbf{D}}^{-1/2}
+        \mathbf{H}^{(\ell-1)} \mathbf{W}^{(\ell)}\big), \qquad \hat{\mathbf{A}} = \mathbf{A} + \mathbf{I}
+
+    with :math:`\sigma = \mathrm{ReLU}` between layers and none after the last (logits).
+
+    Args:
+        in_channels: Input features :math:`F`.
+        out_channels: Classes :math:`C`.
+        config: :class:`GCNConfig` (``layers`` graph convolutions).
+
+    Shapes:
+        - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)`
+        - **output:** logits :math:`(N, C)`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, config: GCNConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else GCNConfig()
+        c = self.config
+        self.convs = nn.ModuleList(
+            GCNConv(i, o, improved=c.improved, add_self_loops=c.add_self_loops)
+            for i, o in _widths(in_channels, c.hidden_channels, out_channels, c.layers)
+        )
+
+    def reset_parameters(self) -> None:
+        for conv in self.convs:
+            conv.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        x = F.dropout(x, self.config.input_dropout, self.training)
+        for i, conv in enumerate(self.convs):
+            if i > 0:
+                x = F.dropout(F.relu(x), self.config.dropout, self.training)
+            x = conv(x, edge_index)
+        return x
+
+
+class GAT(nn.Module):
+    r"""Graph attention network from `"Graph Attention Networks" <https://arxiv.org/abs/1710.10903>`_
+    (Veličković et al., ICLR 2018), with PyG's :class:`~torch_geometric.nn.conv.GATConv`.
+
+    .. math::
+        \mathbf{h}_i' = \big\Vert_{k=1}^{K} \mathrm{ELU}\Big(\sum_{j \in \mathcal{N}(i) \cup \{i\}}
+        \alpha_{ij}^{k} \mathbf{W}^{k} \mathbf{h}_j\Big), \qquad
+        \alpha_{ij}^{k} = \operatorname{softmax}_j\big(\mathrm{LeakyReLU}(\mathbf{a}^{k\top}
+        [\mathbf{W}^{k}\mathbf{h}_i \,\Vert\, \mathbf{W}^{k}\mathbf{h}_j])\big)
+
+    Hidden layers concatenate ``heads`` heads; the last layer averages ``output_heads`` heads into logits.
+
+    Args:
+        in_channels: Input features :math:`F`.
+        out_channels: Classes :math:`C`.
+        config: :class:`GATConfig` (``layers`` attention layers).
+
+    Shapes:
+        - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)`
+        - **output:** logits :math:`(N, C)`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, config: GATConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else GATConfig()
+        c = self.config
+        width = c.heads * c.hidden_channels
+        convs = []
+        for i in range(c.layers):
+            src = in_channels if i == 0 else width
+            last = i == c.layers - 1
+            convs.append(
+                GATConv(
+                    src,
+                    out_channels if last else c.hidden_channels,
+                    heads=c.output_heads if last else c.heads,
+                    concat=not last,
+                    negative_slope=c.negative_slope,
+                    dropout=c.attention_dropout,
+                )
+            )
+        self.convs = nn.ModuleList(convs)
+
+    def reset_parameters(self) -> None:
+        for conv in self.convs:
+            conv.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        x = F.dropout(x, self.config.input_dropout, self.training)
+        for i, conv in enumerate(self.convs):
+            if i > 0:
+                x = F.dropout(F.elu(x), self.config.dropout, self.training)
+            x = conv(x, edge_index)
+        return x
+
+
+class GraphSAGE(nn.Module):
+    r"""GraphSAGE from `"Inductive Representation Learning on Large Graphs"
+    <https://arxiv.org/abs/1706.02216>`_ (Hamilton et al., NeurIPS 2017), full batch, with PyG's
+    :class:`~torch_geometric.nn.conv.SAGEConv`.
+
+    .. math::
+        \mathbf{h}_i' = \mathbf{W}_1 \mathbf{h}_i + \mathbf{W}_2 \cdot
+        \operatorname{aggr}_{j \in \mathcal{N}(i)} \mathbf{h}_j
+
+    with ReLU between layers and none after the last (logits).
+
+    Args:
+        in_channels: Input features :math:`F`.
+        out_channels: Classes :math:`C`.
+        config: :class:`SAGEConfig` (``layers`` SAGE convolutions).
+
+    Shapes:
+        - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)`
+        - **output:** logits :math:`(N, C)`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, config: SAGEConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else SAGEConfig()
+        c = self.config
+        widths = _widths(in_channels, c.hidden_channels, out_channels, c.layers)
+        self.convs = nn.ModuleList(
+            SAGEConv(i, o, aggr=c.aggr, normalize=c.normalize and k < c.layers - 1)
+            for k, (i, o) in enumerate(widths)
+        )
+
+    def reset_parameters(self) -> None:
+        for conv in self.convs:
+            conv.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        x = F.dropout(x, self.config.input_dropout, self.training)
+        for i, conv in enumerate(self.convs):
+            if i > 0:
+                x = F.dropout(F.relu(x), self.config.dropout, self.training)
+            x = conv(x, edge_index)
+        return x
+
+
+class GCNII(nn.Module):
+    r"""GCNII from `"Simple and Deep Graph Convolutional Networks" <https://arxiv.org/abs/2007.02133>`_
+    (Chen et al., ICML 2020), with PyG's :class:`~torch_geometric.nn.conv.GCN2Conv`.
+
+    A linear layer maps the features to :math:`\mathbf{H}^{(0)} = \mathrm{ReLU}(\mathbf{X}\mathbf{W}_{in})`;
+    ``layers`` GCNII convolutions with initial residual and identity mapping follow (Eq. 5 of the paper),
+
+    .. math::
+        \mathbf{H}^{(\ell)} = \mathrm{ReLU}\Big(\big((1 - \alpha)\tilde{\mathbf{P}}\mathbf{H}^{(\ell-1)}
+        + \alpha \mathbf{H}^{(0)}\big)\big((1 - \beta_\ell)\mathbf{I}
+        + \beta_\ell \mathbf{W}^{(\ell)}\big)\Big),
+        \qquad \beta_\ell = \log(\lambda / \ell + 1),
+
+    with :math:`\tilde{\mathbf{P}} = \tilde{\mathbf{D}}^{-1/2}(\mathbf{A} + \mathbf{I})
+    \tilde{\mathbf{D}}^{-1/2}`,
+    and a linear layer maps :math:`\mathbf{H}^{(L)}` to logits. Dropout precedes every layer.
+
+    Args:
+        in_channels: Input features :math:`F`.
+        out_channels: Classes :math:`C`.
+        config: :class:`GCNIIConfig` (``layers`` = number of GCNII convolutions).
+
+    Shapes:
+        - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)`
+        - **output:** logits :math:`(N, C)`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, config: GCNIIConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else GCNIIConfig()
+        c = self.config
+        self.lin_in = nn.Linear(in_channels, c.hidden_channels)
+        self.convs = nn.ModuleList(
+            GCN2Conv(
+                c.hidden_channels, alpha=c.alpha, theta=c.theta, layer=layer, shared_weights=c.shared_weights
+            )
+            for layer in range(1, c.layers + 1)
+        )
+        self.lin_out = nn.Linear(c.hidden_channels, out_channels)
+
+    def reset_parameters(self) -> None:
+        self.lin_in.reset_parameters()
+        for conv in self.convs:
+            conv.reset_parameters()
+        self.lin_out.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        x = F.dropout(x, self.config.input_dropout, self.training)
+        x = x_0 = F.relu(self.lin_in(x))
+        for conv in self.convs:
+            x = F.dropout(x, self.config.dropout, self.training)
+            x = F.relu(conv(x, x_0, edge_index))
+        x = F.dropout(x, self.config.dropout, self.training)
+        return self.lin_out(x)
+
+
+class GPRProp(MessagePassing):
+    r"""Generalized PageRank propagation of GPRGNN (Eq. 3 of Chien et al., ICLR 2021).
+
+    .. math::
+        \mathbf{Z} = \sum_{k=0}^{K} \gamma_k \tilde{\mathbf{A}}^{k} \mathbf{H}, \qquad
+        \tilde{\mathbf{A}} = \tilde{\mathbf{D}}^{-1/2}(\mathbf{A} + \mathbf{I})\tilde{\mathbf{D}}^{-1/2}
+
+    with learnable :math:`\gamma_0, \dots, \gamma_K` (attribute ``gamma``) initialised by
+    :data:`GPR_INITS` ``[init]``. The normalisation is PyG's
+    :func:`~torch_geometric.nn.conv.gcn_conv.gcn_norm`.
+
+    Args:
+        K: Propagation steps.
+        alpha: Teleport probability of the PPR initialisation.
+        init: A key of :data:`GPR_INITS`.
+
+    Shapes:
+        - **input:** node features :math:`(N, C)`, edge indices :math:`(2, |E|)`
+        - **output:** :math:`(N, C)`
+    """
+
+    def __init__(self, K: int, alpha: float, init: str = "ppr") -> None:
+        super().__init__(aggr="add")
+        if init not in GPR_INITS:
+            raise ValueError(f"GPRProp: init must be one of {tuple(GPR_INITS)}, got {init!r}.")
+        self.K, self.alpha, self.init = K, alpha, init
+        self.gamma = nn.Parameter(torch.empty(K + 1))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():
+            self.gamma.copy_(GPR_INITS[self.init](self.K, self.alpha).to(self.gamma.dtype))
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        edge_index, norm = gcn_norm(edge_index, None, x.size(0), add_self_loops=True, dtype=x.dtype)
+        out = self.gamma[0] * x
+        for k in range(1, self.K + 1):
+            x = self.propagate(edge_index, x=x, norm=norm)
+            out = out + self.gamma[k] * x
+        return out
+
+    def message(self, x_j: Tensor, norm: Tensor) -> Tensor:
+        return norm.view(-1, 1) * x_j
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(K={self.K}, alpha={self.alpha}, init={self.init!r})"
+
+
+class GPRGNN(nn.Module):
+    r"""GPRGNN from `"Adaptive Universal Generalized PageRank Graph Neural Network"
+    <https://arxiv.org/abs/2006.07988>`_ (Chien et al., ICLR 2021): predict, then propagate.
+
+    .. math::
+        \mathbf{H} = \mathrm{MLP}(\mathbf{X}), \qquad
+        \text{logits} = \sum_{k=0}^{K} \gamma_k \tilde{\mathbf{A}}^{k} \mathbf{H}
+
+    An MLP of ``layers`` linear layers (ReLU, dropout) maps features to class scores, dropout ``dprate``
+    follows, then :class:`GPRProp` propagates them with learnable coefficients :math:`\gamma_k`.
+
+    Args:
+        in_channels: Input features :math:`F`.
+        out_channels: Classes :math:`C`.
+        config: :class:`GPRGNNConfig` (``layers`` = linear layers of the MLP; ``K`` propagation steps).
+
+    Shapes:
+        - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)`
+        - **output:** logits :math:`(N, C)`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, config: GPRGNNConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else GPRGNNConfig()
+        c = self.config
+        self.lins = nn.ModuleList(
+            nn.Linear(i, o) for i, o in _widths(in_channels, c.hidden_channels, out_channels, c.layers)
+        )
+        self.prop = GPRProp(c.K, c.alpha, c.init)
+
+    def reset_parameters(self) -> None:
+        for lin in self.lins:
+            lin.reset_parameters()
+        self.prop.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        x = F.dropout(x, self.config.input_dropout, self.training)
+        for i, lin in enumerate(self.lins):
+            if i > 0:
+                x = F.dropout(F.relu(x), self.config.dropout, self.training)
+            x = lin(x)
+        x = F.dropout(x, self.config.dprate, self.training)
+        return self.prop(x, edge_index)

@@ -1,0 +1,231 @@
+"""The node-classification protocol of Neural Sheaf Diffusion as experiment specs, sweeps and tables.
+
+Notebook ``01_sheaf_diffusion`` describes its runs with plain parameters (literals or the paper profile's YAML):
+
+- ``TRAIN``: training settings shared by every run (fields of :class:`~mmsheaf.train.TrainConfig`);
+- ``MODEL_DEFAULTS``: ``{model: {hparam: value}}`` for every model;
+- ``CONFIGS``: per-dataset overrides ``{dataset: {"train": {...}, "sheaf": {...}, "<model>": {...},
+  "source": "..."}}``, where ``"sheaf"`` applies to the three discrete sheaf types and their continuous
+  versions (the NSD scripts publish one architecture per dataset).
+
+:func:`resolve` merges them (later wins): ``TRAIN`` < ``CONFIGS[ds]["train"]`` for training, and
+``MODEL_DEFAULTS[model]`` < ``CONFIGS[ds]["sheaf"]`` (sheaf models) < ``CONFIGS[ds][model]`` for the model.
+The functions below turn that into :class:`~mmsheaf.experiments.ExperimentSpec` lists, and results into the
+accuracy table with the published numbers beside ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+from torch_geometric.data import Data
+
+from .data import CSBMConfig, contextual_sbm, load_node_dataset
+from .experiments import ExperimentSpec, summarise
+from .models import resolve_node_model
+from .nsd_reference import paper_result
+from .train import TrainConfig
+
+SHEAF_MODELS: tuple[str, ...] = ("diag-nsd", "orth-nsd", "gen-nsd")
+CSBM_PREFIX = "csbm:"
+
+
+def resolve(
+    dataset: str,
+    model: str,
+    train: Mapping[str, Any],
+    model_defaults: Mapping[str, Mapping[str, Any]],
+    configs: Mapping[str, Mapping[str, Any]] | None = None,
+    **override: Any,
+) -> tuple[dict[str, Any], TrainConfig]:
+    """The model hyperparameters and training config of one (dataset, model) under the merge rules above.
+
+    ``override`` (e.g. ``layers=16`` for the depth sweep) is applied last to the model hyperparameters.
+    """
+    spec = resolve_node_model(model)
+    per_ds = dict((configs or {}).get(dataset, {}))
+    unknown = set(per_ds) - {"train", "sheaf", "source"} - {m for m in per_ds if _is_model(m)}
+    if unknown:
+        raise ValueError(f"CONFIGS[{dataset!r}] has unknown keys {sorted(unknown)}: use train, sheaf, source or model names")
+    hparams: dict[str, Any] = dict(model_defaults.get(spec.name, {}))
+    if spec.family == "sheaf":
+        hparams.update(per_ds.get("sheaf", {}))
+    hparams.update(per_ds.get(spec.name, {}))
+    hparams.update(override)
+    cfg = TrainConfig(**{**dict(train), **dict(per_ds.get("train", {}))})
+    return hparams, cfg
+
+
+def _is_model(name: str) -> bool:
+    try:
+        resolve_node_model(name)
+    except ValueError:
+        return False
+    return True
+
+
+def table_specs(
+    datasets: Sequence[str],
+    models: Sequence[str],
+    splits: Sequence[int],
+    train: Mapping[str, Any],
+    model_defaults: Mapping[str, Mapping[str, Any]],
+    configs: Mapping[str, Mapping[str, Any]] | None = None,
+    **override: Any,
+) -> list[ExperimentSpec]:
+    """One spec per (dataset, model, split), interleaved over models so the progress ETA is honest."""
+    specs = []
+    for dataset in datasets:
+        for split in splits:
+            for model in models:
+                hparams, cfg = resolve(dataset, model, train, model_defaults, configs, **override)
+                specs.append(ExperimentSpec(dataset, model, int(split), hparams, cfg))
+    return specs
+
+
+def depth_specs(
+    datasets: Sequence[str],
+    models: Sequence[str],
+    depths: Sequence[int],
+    splits: Sequence[int],
+    train: Mapping[str, Any],
+    model_defaults: Mapping[str, Mapping[str, Any]],
+    configs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[ExperimentSpec]:
+    """The oversmoothing sweep: every model at every depth (``layers``), other settings as in the table."""
+    return [
+        spec
+        for depth in depths
+        for spec in table_specs(datasets, models, splits, train, model_defaults, configs, layers=int(depth))
+    ]
+
+
+def csbm_name(edge_homophily: float, **graph: Any) -> str:
+    """A dataset name that encodes a contextual SBM graph, e.g. ``csbm:edge_homophily=0.3,num_nodes=1000``."""
+    items = {"edge_homophily": round(float(edge_homophily), 4), **graph}
+    return CSBM_PREFIX + ",".join(f"{k}={items[k]}" for k in sorted(items))
+
+
+def load_graph(name: str) -> Data:
+    """:func:`~mmsheaf.data.load_node_dataset`, plus the contextual SBM graphs named by :func:`csbm_name`."""
+    if not name.startswith(CSBM_PREFIX):
+        return load_node_dataset(name)
+    fields = {f.name: f.type for f in CSBMConfig.__dataclass_fields__.values()}
+    kwargs: dict[str, Any] = {}
+    for item in name[len(CSBM_PREFIX):].split(","):
+        key, _, raw = item.partition("=")
+        if key not in fields:
+            raise ValueError(f"{name!r}: {key!r} is not a CSBMConfig field ({', '.join(fields)})")
+        kwargs[key] = int(raw) if str(fields[key]) in ("int", "<class 'int'>") else float(raw)
+    data = contextual_sbm(CSBMConfig(**kwargs))
+    data.name = name
+    return data
+
+
+def sbm_specs(
+    homophilies: Iterable[float],
+    models: Sequence[str],
+    splits: Sequence[int],
+    graph: Mapping[str, Any],
+    train: Mapping[str, Any],
+    model_defaults: Mapping[str, Mapping[str, Any]],
+) -> list[ExperimentSpec]:
+    """The heterophily sweep: each model on contextual SBM graphs of increasing edge homophily."""
+    names = [csbm_name(h, **graph) for h in homophilies]
+    return table_specs(names, models, splits, train, model_defaults, None)
+
+
+def homophily_of(name: str) -> float:
+    """The edge homophily encoded in a :func:`csbm_name`."""
+    for item in name[len(CSBM_PREFIX):].split(","):
+        key, _, raw = item.partition("=")
+        if key == "edge_homophily":
+            return float(raw)
+    raise ValueError(f"{name!r} names no edge_homophily")
+
+
+def accuracy_table(results: pd.DataFrame) -> pd.DataFrame:
+    """``dataset, model, mean, std, n_splits, paper_mean, paper_std`` (accuracy in %, paper columns empty
+    where NSD's Table 2 has no number)."""
+    summary = summarise(results)
+    rows = []
+    for r in summary.itertuples(index=False):
+        pm, ps = paper_result(r.dataset, r.model)
+        rows.append(
+            {
+                "dataset": r.dataset, "model": r.model, "mean": r.test_mean, "std": r.test_std,
+                "n_splits": int(r.n_splits), "paper_mean": pm, "paper_std": ps,
+            }
+        )
+    return pd.DataFrame(rows, columns=["dataset", "model", "mean", "std", "n_splits", "paper_mean", "paper_std"])
+
+
+def layers_of(results: pd.DataFrame) -> pd.Series:
+    """The ``layers`` hyperparameter of each result row (from its JSON ``hparams``)."""
+    import json
+
+    return results["hparams"].map(lambda s: int(json.loads(s)["layers"]))
+
+
+def _pm(mean: float | None, std: float | None, bold: bool = False, digits: int = 1) -> str:
+    if mean is None or pd.isna(mean):
+        return "--"
+    text = f"{mean:.{digits}f}$\\pm${std:.{digits}f}"
+    return f"\\textbf{{{text}}}" if bold else text
+
+
+def accuracy_display(
+    table: pd.DataFrame, datasets: Sequence[str], models: Sequence[str], display: Mapping[str, str]
+) -> pd.DataFrame:
+    """The accuracy table laid out for the paper: one row per dataset with our mean ± std per model (the best
+    in bold) and a row beneath with the paper's numbers. Cells are LaTeX (:class:`~mmsheaf.report.Latex`)."""
+    from .data.node_datasets import resolve_node_dataset
+    from .report import Latex, latex_escape
+
+    rows = []
+    for ds in datasets:
+        sub = table[table.dataset == ds].set_index("model")
+        if sub.empty:
+            continue
+        best = sub["mean"].max()
+        ours = {"Dataset": Latex(latex_escape(resolve_node_dataset(ds).display or ds))}
+        paper = {"Dataset": Latex(r"\quad\textit{paper}")}
+        for m in models:
+            r = sub.loc[m] if m in sub.index else None
+            ours[display[m]] = Latex(_pm(r["mean"], r["std"], bold=r["mean"] == best) if r is not None else "--")
+            paper[display[m]] = Latex(
+                f"\\textit{{{_pm(r['paper_mean'], r['paper_std'])}}}" if r is not None and pd.notna(r["paper_mean"]) else "--"
+            )
+        rows += [ours, paper]
+    return pd.DataFrame(rows, columns=["Dataset", *[display[m] for m in models]])
+
+
+def energy_profiles(
+    data: Data, runs: Mapping[str, tuple[Mapping[str, Any], TrainConfig]], split: int = 0
+) -> pd.DataFrame:
+    """Train each sheaf model once (on ``split``) and measure its sheaf Dirichlet energy after every layer.
+
+    Args:
+        data: the graph.
+        runs: ``{model name: (hparams, train config)}`` (as :func:`resolve` returns them).
+
+    Returns:
+        Rows ``model, layer, energy, relative_energy`` (energy divided by the energy at layer 0).
+    """
+    from .models import build_node_model
+    from .train import set_seed, train_node_classifier
+
+    rows = []
+    for model_name, (hparams, cfg) in runs.items():
+        set_seed(cfg.seed)
+        model = build_node_model(model_name, data.num_features, int(data.y.max()) + 1, **dict(hparams))
+        train_node_classifier(model, data, split=split, cfg=cfg)
+        energies = model.dirichlet_energies(data.x, data.edge_index)
+        base = energies[0] if energies and energies[0] > 0 else 1.0
+        rows += [
+            {"model": model_name, "layer": i, "energy": float(e), "relative_energy": float(e) / base}
+            for i, e in enumerate(energies)
+        ]
+    return pd.DataFrame(rows, columns=["model", "layer", "energy", "relative_energy"])

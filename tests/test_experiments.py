@@ -1,0 +1,261 @@
+"""Tests of the resumable experiment runner (mmsheaf.experiments)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from mmsheaf import experiments
+from mmsheaf.data import CSBMConfig, contextual_sbm
+from mmsheaf.experiments import ExperimentSpec, ResultCache, run_experiments, summarise
+from mmsheaf.train import TrainConfig, TrainResult
+
+CFG = TrainConfig(epochs=5, patience=5, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One thread: tiny graphs gain nothing from more, and OpenMP threads on a busy 2-core machine
+    can make a run 100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class CountingLoader:
+    """A data_loader returning tiny CSBM graphs (one seed per name) and counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, name: str):
+        self.calls.append(name)
+        seed = {"a": 0, "b": 1}[name]
+        return contextual_sbm(CSBMConfig(num_nodes=30, num_classes=3, mean_degree=3.0, num_features=4,
+                                         num_splits=3, seed=seed))  # fmt: skip
+
+
+class FakeTrainer:
+    """Replaces train_node_classifier: records calls, optionally fails on call number ``fail_at``."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.calls: list[tuple[str, int, dict]] = []
+        self.fail_at = fail_at
+
+    def __call__(self, model, data, split, model_hparams, cfg) -> TrainResult:
+        self.calls.append((model, split, dict(model_hparams)))
+        if self.fail_at is not None and len(self.calls) == self.fail_at:
+            raise RuntimeError("interrupted")
+        acc = 0.5 + 0.1 * split
+        return TrainResult(acc, acc, acc, best_epoch=3, epochs_run=5, seconds=0.01, ms_per_epoch=2.0)
+
+
+def grid(hidden: int = 8) -> list[ExperimentSpec]:
+    return [
+        ExperimentSpec(dataset, model, split, {"hidden_channels": hidden}, CFG)
+        for dataset in ("a", "b")
+        for model in ("mlp", "gcn")
+        for split in (0, 1)
+    ]
+
+
+@pytest.fixture
+def trainer(monkeypatch: pytest.MonkeyPatch) -> FakeTrainer:
+    fake = FakeTrainer()
+    monkeypatch.setattr(experiments, "train_node_classifier", fake)
+    return fake
+
+
+# ----------------------------------------------------------------------------------------------- keys
+def test_key_is_stable_and_covers_everything() -> None:
+    spec = ExperimentSpec("texas", "gcn", 3, {"layers": 2, "hidden_channels": 16}, TrainConfig(lr=0.02))
+    same = ExperimentSpec("texas", "GCN", 3, {"hidden_channels": 16, "layers": 2}, TrainConfig(lr=0.02))
+    assert spec == same and hash(spec) == hash(same) and spec.key() == same.key()
+    assert len(spec.key()) == 64 and int(spec.key(), 16) >= 0
+    changed = [
+        ExperimentSpec("cornell", "gcn", 3, spec.hparams, spec.train),
+        ExperimentSpec("texas", "gat", 3, {"layers": 2, "hidden_channels": 16}, spec.train),
+        ExperimentSpec("texas", "gcn", 4, spec.hparams, spec.train),
+        ExperimentSpec("texas", "gcn", 3, {"layers": 3, "hidden_channels": 16}, spec.train),
+        ExperimentSpec("texas", "gcn", 3, spec.hparams, TrainConfig(lr=0.02, seed=1)),
+        ExperimentSpec("texas", "gcn", 3, spec.hparams, TrainConfig(lr=0.02, sheaf_decay=0.1)),
+    ]
+    keys = {spec.key()} | {c.key() for c in changed}
+    assert len(keys) == 1 + len(changed)
+
+
+def test_key_is_canonical() -> None:
+    explicit = ExperimentSpec("a", "gcn", 0, {"hidden_channels": 64, "dropout": 0.5}, TrainConfig(lr=1))
+    implicit = ExperimentSpec("a", "gcn", 0, {}, TrainConfig(lr=1.0))  # the same values as defaults
+    assert explicit.key() == implicit.key()
+    assert (
+        ExperimentSpec("a", "gcn", 0, {"dropout": 0}).key()
+        == ExperimentSpec("a", "gcn", 0, {"dropout": 0.0}).key()
+    )
+
+
+def test_key_does_not_depend_on_the_process() -> None:
+    """Same key in a fresh interpreter with another hash seed (no id(), hash() or dict-order leaks)."""
+    spec = ExperimentSpec("a", "mlp", 0, {"layers": 1, "dropout": 0.1}, TrainConfig(sheaf_decay=0.01))
+    code = (
+        "from mmsheaf.experiments import ExperimentSpec; from mmsheaf.train import TrainConfig; "
+        "print(ExperimentSpec('a', 'mlp', 0, {'dropout': 0.1, 'layers': 1}, "
+        "TrainConfig(sheaf_decay=0.01)).key())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == spec.key()
+    described = json.dumps(spec.describe())
+    assert experiments.SCHEMA in described and "version" not in described
+
+
+def test_spec_validates_hyperparameters_up_front() -> None:
+    with pytest.raises(ValueError, match="valid keys"):
+        ExperimentSpec("a", "gcn", 0, {"hiden": 3})
+    with pytest.raises(ValueError, match="choose among"):
+        ExperimentSpec("a", "gnc", 0, {})
+    with pytest.raises(ValueError, match="JSON-like"):
+        ExperimentSpec("a", "gcn", 0, {"layers": object()})
+
+
+# ----------------------------------------------------------------------------------------------- cache
+def test_second_run_reads_everything_from_the_cache(tmp_path: Path, trainer: FakeTrainer) -> None:
+    cache, loader = ResultCache(tmp_path / "cache"), CountingLoader()
+    first = run_experiments(grid(), cache, data_loader=loader, progress=False)
+    assert len(trainer.calls) == 8 and not first["cached"].any()
+    assert sorted(loader.calls) == ["a", "b"]  # each dataset loaded once
+    assert len(cache) == 8
+
+    trainer.calls.clear()
+    loader.calls.clear()
+    second = run_experiments(grid(), cache, data_loader=loader, progress=False)
+    assert trainer.calls == [] and loader.calls == []
+    assert second["cached"].all() and len(second) == 8
+    cols = [
+        "dataset",
+        "model",
+        "split",
+        "hparams",
+        "test_acc",
+        "val_acc",
+        "best_epoch",
+        "seconds",
+        "ms_per_epoch",
+    ]
+    pd.testing.assert_frame_equal(first[cols], second[cols])
+
+
+def test_changing_one_hyperparameter_recomputes_only_that_spec(tmp_path: Path, trainer: FakeTrainer) -> None:
+    cache = ResultCache(tmp_path)
+    run_experiments(grid(), cache, data_loader=CountingLoader(), progress=False)
+    trainer.calls.clear()
+    specs = grid()
+    specs[5] = ExperimentSpec(specs[5].dataset, specs[5].model, specs[5].split, {"hidden_channels": 9}, CFG)
+    df = run_experiments(specs, cache, data_loader=CountingLoader(), progress=False)
+    assert trainer.calls == [(specs[5].model, specs[5].split, {"hidden_channels": 9})]
+    assert df["cached"].tolist() == [True] * 5 + [False] + [True] * 2
+    assert len(cache) == 9
+
+
+def test_changing_the_train_config_recomputes(tmp_path: Path, trainer: FakeTrainer) -> None:
+    cache = ResultCache(tmp_path)
+    spec = ExperimentSpec("a", "mlp", 0, {}, CFG)
+    run_experiments([spec], cache, data_loader=CountingLoader(), progress=False)
+    other = ExperimentSpec("a", "mlp", 0, {}, TrainConfig(epochs=5, patience=5, seed=0, weight_decay=0.0))
+    df = run_experiments([spec, other], cache, data_loader=CountingLoader(), progress=False)
+    assert df["cached"].tolist() == [True, False] and len(trainer.calls) == 2
+
+
+def test_cache_file_is_valid_json_with_spec_and_result(tmp_path: Path, trainer: FakeTrainer) -> None:
+    cache = ResultCache(tmp_path)
+    spec = ExperimentSpec("b", "gcn", 2, {"layers": 3}, CFG)
+    run_experiments([spec], cache, data_loader=CountingLoader(), progress=False)
+    files = list(tmp_path.iterdir())
+    assert files == [cache.path(spec)] and files[0].name == f"{spec.key()}.json"  # no temporary files left
+    payload = json.loads(files[0].read_text())
+    assert payload["key"] == spec.key() and payload["schema"] == experiments.SCHEMA
+    assert payload["spec"]["model_hparams"] == {"layers": 3} and payload["spec"]["split"] == 2
+    assert payload["spec"]["train"]["epochs"] == 5
+    assert payload["result"]["test_acc"] == pytest.approx(0.7)
+    assert cache.get(spec) == TrainResult(**payload["result"])
+
+
+def test_interrupted_run_keeps_finished_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = ResultCache(tmp_path)
+    failing = FakeTrainer(fail_at=2)
+    monkeypatch.setattr(experiments, "train_node_classifier", failing)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_experiments(grid(), cache, data_loader=CountingLoader(), progress=False)
+    assert len(cache) == 1 and grid()[0] in cache and grid()[1] not in cache
+
+    resumed = FakeTrainer()
+    monkeypatch.setattr(experiments, "train_node_classifier", resumed)
+    df = run_experiments(grid(), cache, data_loader=CountingLoader(), progress=False)
+    assert len(resumed.calls) == 7
+    assert df["cached"].tolist() == [True] + [False] * 7
+
+
+def test_corrupt_cache_file_is_recomputed(tmp_path: Path, trainer: FakeTrainer) -> None:
+    cache = ResultCache(tmp_path)
+    spec = ExperimentSpec("a", "mlp", 1, {}, CFG)
+    cache.path(spec).write_text("{not json")
+    with pytest.warns(UserWarning, match="unreadable"):
+        df = run_experiments([spec], cache, data_loader=CountingLoader(), progress=False)
+    assert not df["cached"].item() and len(trainer.calls) == 1
+    assert json.loads(cache.path(spec).read_text())["key"] == spec.key()
+
+
+def test_duplicate_specs_run_once_and_trainer_can_be_injected(tmp_path: Path) -> None:
+    fake = FakeTrainer()
+    spec = ExperimentSpec("a", "mlp", 0, {}, CFG)
+    df = run_experiments([spec, spec], ResultCache(tmp_path), data_loader=CountingLoader(), progress=False,
+                         trainer=fake)  # fmt: skip
+    assert len(fake.calls) == 1 and len(df) == 2
+
+
+def test_end_to_end_with_the_real_trainer(tmp_path: Path) -> None:
+    specs = [ExperimentSpec("a", m, s, {"hidden_channels": 4}, CFG) for m in ("mlp", "gcn") for s in (0, 1)]
+    df = run_experiments(specs, ResultCache(tmp_path), data_loader=CountingLoader(), progress=True)
+    assert list(df.columns[:4]) == ["dataset", "model", "split", "hparams"]
+    assert json.loads(df["hparams"].iloc[0]) == {"hidden_channels": 4}
+    assert df["test_acc"].between(0, 1).all() and (df["epochs_run"] <= 5).all()
+    again = run_experiments(specs, ResultCache(tmp_path), data_loader=CountingLoader(), progress=True)
+    assert again["cached"].all()
+    assert again["test_acc"].tolist() == df["test_acc"].tolist()
+    table = summarise(again)
+    assert table["n_splits"].tolist() == [2, 2]
+
+
+# ----------------------------------------------------------------------------------------------- summarise
+def test_summarise_mean_and_std_in_percent() -> None:
+    df = pd.DataFrame(
+        {
+            "dataset": ["texas"] * 3 + ["cora"] * 2,
+            "model": ["gcn"] * 3 + ["gcn"] * 2,
+            "test_acc": [0.5, 0.6, 0.7, 0.8, 0.9],
+            "val_acc": [0.4, 0.4, 0.4, 0.9, 0.7],
+        }
+    )
+    out = summarise(df).set_index("dataset")
+    assert out.loc["texas", "test_mean"] == pytest.approx(60.0)
+    assert out.loc["texas", "test_std"] == pytest.approx(100 * math.sqrt(2 / 300))  # population std (NSD)
+    assert out.loc["texas", "val_std"] == pytest.approx(0.0)
+    assert out.loc["cora", "test_mean"] == pytest.approx(85.0) and out.loc[
+        "cora", "test_std"
+    ] == pytest.approx(5.0)
+    assert out.loc["cora", "val_mean"] == pytest.approx(80.0)
+    assert out["n_splits"].tolist() == [3, 2]
+    sample = summarise(df, ddof=1).set_index("dataset")
+    assert sample.loc["texas", "test_std"] == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="test_acc"):
+        summarise(df.drop(columns="test_acc"))
