@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,6 +32,16 @@ def data_mirror() -> Path:
 def real_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty session-wide data root; tests fill it with ``fill_data_root(data_mirror, root, only=...)``."""
     return tmp_path_factory.mktemp("data_root")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Unit tests run on one thread: tiny graphs gain nothing from more, and OpenMP threads on a busy
+    2-core machine can make a run 100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -7,12 +7,10 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from mmsheaf import experiments
 from mmsheaf.data import CSBMConfig, contextual_sbm
@@ -20,16 +18,6 @@ from mmsheaf.experiments import ExperimentSpec, ResultCache, run_experiments, su
 from mmsheaf.train import TrainConfig, TrainResult
 
 CFG = TrainConfig(epochs=5, patience=5, seed=0)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One thread: tiny graphs gain nothing from more, and OpenMP threads on a busy 2-core machine
-    can make a run 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class CountingLoader:

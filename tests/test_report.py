@@ -99,3 +99,9 @@ def test_number_formatting():
 def test_booktabs_column_format_from_dtypes():
     tex = booktabs(pd.DataFrame({"name": ["a"], "n": [1]}))
     assert tex.startswith(r"\begin{tabular}{lr}")
+
+
+def test_display_tables_can_carry_latex_cells():
+    df = pd.DataFrame({"m": [r"\textbf{1.0}$\pm$0.1"]})
+    assert r"\textbf{1.0}$\pm$0.1 \\" in booktabs(df, escape=False)
+    assert r"\textbackslash{}textbf" in booktabs(df)

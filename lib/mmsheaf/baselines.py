@@ -245,7 +245,27 @@ def _widths(in_channels: int, hidden: int, out_channels: int, layers: int) -> li
     return list(pairwise(dims))
 
 
-class MLP(nn.Module):
+class _LayerStack(nn.Module):
+    """Shared forward of the stacked baselines (MLP, GCN, GAT, GraphSAGE): dropout on the input, then the
+    layers in ``self.convs`` with ``activation`` and dropout between them and nothing after the last."""
+
+    activation: Callable[[Tensor], Tensor] = staticmethod(F.relu)
+    uses_graph: bool = True
+
+    def reset_parameters(self) -> None:
+        for conv in self.convs:
+            conv.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor | None = None) -> Tensor:
+        x = F.dropout(x, self.config.input_dropout, self.training)
+        for i, conv in enumerate(self.convs):
+            if i > 0:
+                x = F.dropout(self.activation(x), self.config.dropout, self.training)
+            x = conv(x, edge_index) if self.uses_graph else conv(x)
+        return x
+
+
+class MLP(_LayerStack):
     r"""A multilayer perceptron that ignores the graph (the structure-free baseline).
 
     .. math::
@@ -265,28 +285,18 @@ class MLP(nn.Module):
         - **output:** logits :math:`(N, C)`
     """
 
+    uses_graph = False
+
     def __init__(self, in_channels: int, out_channels: int, config: MLPConfig | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else MLPConfig()
         c = self.config
-        self.lins = nn.ModuleList(
+        self.convs = nn.ModuleList(  # linear layers; named like the graph models' for the shared forward
             nn.Linear(i, o) for i, o in _widths(in_channels, c.hidden_channels, out_channels, c.layers)
         )
 
-    def reset_parameters(self) -> None:
-        for lin in self.lins:
-            lin.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor | None = None) -> Tensor:
-        x = F.dropout(x, self.config.input_dropout, self.training)
-        for i, lin in enumerate(self.lins):
-            if i > 0:
-                x = F.dropout(F.relu(x), self.config.dropout, self.training)
-            x = lin(x)
-        return x
-
-
-class GCN(nn.Module):
+class GCN(_LayerStack):
     r"""Graph convolutional network from `"Semi-supervised Classification with Graph Convolutional Networks"
     <https://arxiv.org/abs/1609.02907>`_ (Kipf & Welling, ICLR 2017), with PyG's
     :class:`~torch_geometric.nn.conv.GCNConv`.
@@ -316,20 +326,8 @@ class GCN(nn.Module):
             for i, o in _widths(in_channels, c.hidden_channels, out_channels, c.layers)
         )
 
-    def reset_parameters(self) -> None:
-        for conv in self.convs:
-            conv.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        x = F.dropout(x, self.config.input_dropout, self.training)
-        for i, conv in enumerate(self.convs):
-            if i > 0:
-                x = F.dropout(F.relu(x), self.config.dropout, self.training)
-            x = conv(x, edge_index)
-        return x
-
-
-class GAT(nn.Module):
+class GAT(_LayerStack):
     r"""Graph attention network from `"Graph Attention Networks" <https://arxiv.org/abs/1710.10903>`_
     (Veličković et al., ICLR 2018), with PyG's :class:`~torch_geometric.nn.conv.GATConv`.
 
@@ -350,6 +348,8 @@ class GAT(nn.Module):
         - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)`
         - **output:** logits :math:`(N, C)`
     """
+
+    activation = staticmethod(F.elu)
 
     def __init__(self, in_channels: int, out_channels: int, config: GATConfig | None = None) -> None:
         super().__init__()
@@ -372,20 +372,8 @@ class GAT(nn.Module):
             )
         self.convs = nn.ModuleList(convs)
 
-    def reset_parameters(self) -> None:
-        for conv in self.convs:
-            conv.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        x = F.dropout(x, self.config.input_dropout, self.training)
-        for i, conv in enumerate(self.convs):
-            if i > 0:
-                x = F.dropout(F.elu(x), self.config.dropout, self.training)
-            x = conv(x, edge_index)
-        return x
-
-
-class GraphSAGE(nn.Module):
+class GraphSAGE(_LayerStack):
     r"""GraphSAGE from `"Inductive Representation Learning on Large Graphs"
     <https://arxiv.org/abs/1706.02216>`_ (Hamilton et al., NeurIPS 2017), full batch, with PyG's
     :class:`~torch_geometric.nn.conv.SAGEConv`.
@@ -415,18 +403,6 @@ class GraphSAGE(nn.Module):
             SAGEConv(i, o, aggr=c.aggr, normalize=c.normalize and k < c.layers - 1)
             for k, (i, o) in enumerate(widths)
         )
-
-    def reset_parameters(self) -> None:
-        for conv in self.convs:
-            conv.reset_parameters()
-
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        x = F.dropout(x, self.config.input_dropout, self.training)
-        for i, conv in enumerate(self.convs):
-            if i > 0:
-                x = F.dropout(F.relu(x), self.config.dropout, self.training)
-            x = conv(x, edge_index)
-        return x
 
 
 class GCNII(nn.Module):

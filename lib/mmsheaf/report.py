@@ -215,19 +215,24 @@ def format_number(value: Any, digits: int | None = None) -> str:
     return latex_escape(str(value))
 
 
-def booktabs(df: pd.DataFrame, column_format: str | None = None, float_digits: int | Mapping[str, int] = 2) -> str:
+def booktabs(
+    df: pd.DataFrame,
+    column_format: str | None = None,
+    float_digits: int | Mapping[str, int] = 2,
+    escape: bool = True,
+) -> str:
     """A booktabs ``tabular`` (no float, no caption: captions live in the paper) of a data frame.
 
-    Column names are written as they are (they are LaTeX, e.g. ``$h_{\\mathrm{edge}}$``); string cells are
-    escaped, numbers go through :func:`format_number`, and cells that are already LaTeX can be passed
-    wrapped in :class:`Latex`.
+    Column names are written as they are (they are LaTeX, e.g. ``$h_{\\mathrm{edge}}$``); numbers go through
+    :func:`format_number`; string cells are escaped unless ``escape=False`` (a display table whose cells are
+    already LaTeX; pandas may turn :class:`Latex` cells into plain strings, so the flag is what counts).
     """
     cols = list(df.columns)
     if column_format is None:
         column_format = "".join("r" if pd.api.types.is_numeric_dtype(df[c]) else "l" for c in cols)
 
     def cell(col: str, v: Any) -> str:
-        if isinstance(v, Latex):
+        if isinstance(v, Latex) or (isinstance(v, str) and not escape):
             return str(v)
         digits = float_digits.get(col, 2) if isinstance(float_digits, Mapping) else float_digits
         return latex_escape(v) if isinstance(v, str) else format_number(v, digits)
@@ -333,12 +338,14 @@ class Report:
         tex: pd.DataFrame | None = None,
         column_format: str | None = None,
         float_digits: int | Mapping[str, int] = 2,
+        escape: bool = True,
     ) -> Path:
         """Write ``<out>/tables/<name>.csv`` (the numbers) and ``<name>.tex`` (a booktabs tabular).
 
         Args:
             df: the machine-readable table (written to CSV as is).
             tex: optional display version for LaTeX (formatted, renamed columns); default ``df``.
+            escape: escape string cells of the LaTeX version (``False`` when they are LaTeX already).
         """
         self._check_name(name)
         csv_rel, tex_rel = f"tables/{name}.csv", f"tables/{name}.tex"
@@ -346,7 +353,9 @@ class Report:
             df.to_csv(tmp, index=False)
         write_text_atomic(
             self.out_dir / tex_rel,
-            booktabs(tex if tex is not None else df, column_format=column_format, float_digits=float_digits),
+            booktabs(
+                tex if tex is not None else df, column_format=column_format, float_digits=float_digits, escape=escape
+            ),
         )
         self._record(csv_rel, rows=len(df), columns=list(map(str, df.columns)))
         self._record(tex_rel)

@@ -1,0 +1,230 @@
+# %% [markdown]
+# # 01 · Neural sheaf diffusion on one modality
+#
+# **Produces:** `tables/nsd_accuracy.{tex,csv}` (test accuracy of Diag-, O(d)- and Gen-NSD and the baselines
+# on the NSD benchmark, beside the paper's numbers), the figures `nsd_accuracy_vs_homophily.pdf`,
+# `nsd_depth.pdf` (oversmoothing), `nsd_csbm_homophily.pdf` (synthetic heterophily sweep) and
+# `nsd_energy.pdf` (sheaf Dirichlet energy across layers), and `macros/01_sheaf_diffusion.tex`.
+#
+# Neural sheaf diffusion (Bodnar et al., NeurIPS 2022) attaches a $d$-dimensional stalk to every node and
+# learns, from the features at both ends of each edge, restriction maps $F_{v \trianglelefteq e}$ that say how
+# node $v$'s stalk is seen from edge $e$. Diffusion with the normalised sheaf Laplacian
+# $\Delta_F = (D+I)^{-1/2} L_F (D+I)^{-1/2}$,
+# $$X_{t+1} = (1+\tanh\varepsilon)\,X_t - \sigma\big(\Delta_{F(t)} (I \otimes W_1) X_t W_2\big),$$
+# drives features towards agreement *up to the maps* instead of towards equality, so it need not oversmooth
+# and can separate classes on heterophilic graphs. The maps are diagonal, orthogonal ($O(d)$) or general.
+
+# %% [markdown]
+# In Colab, the next cell clones and installs the repository (it does nothing anywhere else).
+
+# %%
+import sys
+
+if "google.colab" in sys.modules:  # pragma: no cover - only in Colab
+    import subprocess
+
+    REPO_URL = "https://github.com/mmsheaf/mmsheaf"
+    subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/mmsheaf"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/mmsheaf[colab]"], check=True)
+    sys.path.insert(0, "/content/mmsheaf/lib")
+
+# %% [markdown]
+# ## Parameters
+# Defaults: the **smoke** profile (two small graphs, two splits, short training). The **paper** profile
+# (`notebooks/params/01_sheaf_diffusion.paper.yaml`) runs the NSD protocol: every dataset, 10 splits, the
+# hyperparameters of the NSD repository's best configurations (their sources are in that file).
+
+# %% tags=["parameters"]
+PROFILE = "smoke"
+DATASETS = ["texas", "cornell-nsd"]
+MODELS = ["mlp", "gcn", "diag-nsd", "orth-nsd", "gen-nsd"]
+SPLITS = [0, 1]
+TRAIN = {"lr": 0.02, "weight_decay": 0.005, "epochs": 40, "patience": 20, "stop_strategy": "acc"}
+MODEL_DEFAULTS = {
+    "mlp": {"hidden_channels": 32, "layers": 2},
+    "gcn": {"hidden_channels": 32, "layers": 2},
+    "diag-nsd": {"d": 2, "layers": 2, "hidden_channels": 8},
+    "orth-nsd": {"d": 2, "layers": 2, "hidden_channels": 8},
+    "gen-nsd": {"d": 2, "layers": 2, "hidden_channels": 8},
+}
+CONFIGS = {}
+DEPTH_DATASETS = ["texas"]
+DEPTH_MODELS = ["gcn", "diag-nsd", "orth-nsd", "gen-nsd"]
+DEPTHS = [2, 4]
+DEPTH_SPLITS = [0]
+SBM_HOMOPHILY = [0.1, 0.5, 0.9]
+SBM_MODELS = ["mlp", "gcn", "diag-nsd", "orth-nsd", "gen-nsd"]
+SBM_GRAPH = {"num_nodes": 300, "num_classes": 3, "mean_degree": 6.0, "num_features": 16, "feature_signal": 0.7}
+SBM_SPLITS = [0]
+ENERGY_DATASET = "texas"
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from mmsheaf import nsd_protocol as proto
+from mmsheaf import paths
+from mmsheaf.data import graph_stats
+from mmsheaf.experiments import ResultCache, run_experiments, summarise
+from mmsheaf.models import resolve_node_model
+from mmsheaf.nsd_reference import NSD_HOMOPHILY, best_sheaf_result
+from mmsheaf.report import Latex, Report, figsize, latex_escape
+
+params = dict(
+    DATASETS=DATASETS, MODELS=MODELS, SPLITS=SPLITS, TRAIN=TRAIN, MODEL_DEFAULTS=MODEL_DEFAULTS, CONFIGS=CONFIGS,
+    DEPTH_DATASETS=DEPTH_DATASETS, DEPTH_MODELS=DEPTH_MODELS, DEPTHS=DEPTHS, DEPTH_SPLITS=DEPTH_SPLITS,
+    SBM_HOMOPHILY=SBM_HOMOPHILY, SBM_MODELS=SBM_MODELS, SBM_GRAPH=SBM_GRAPH, SBM_SPLITS=SBM_SPLITS,
+    ENERGY_DATASET=ENERGY_DATASET,
+)
+rep = Report("01_sheaf_diffusion", PROFILE, params=params)
+cache = ResultCache(paths.cache_root() / "node_classification")
+display_name = {m: resolve_node_model(m).display for m in set(MODELS) | set(DEPTH_MODELS) | set(SBM_MODELS)}
+print(f"profile={PROFILE}  results cache={cache.folder}  outputs -> {rep.out_dir}")
+
+# %% [markdown]
+# ## The accuracy table
+# Every (dataset, model, split) run is cached on disk under its full configuration, so an interrupted paper
+# run resumes where it stopped and a changed configuration is recomputed. Datasets whose files are missing
+# are skipped and named.
+
+# %%
+available, missing = [], []
+for name in DATASETS:
+    try:
+        proto.load_graph(name)
+        available.append(name)
+    except FileNotFoundError as exc:
+        missing.append(name)
+        print(f"skipping {name}: {str(exc).splitlines()[0]}")
+specs = proto.table_specs(available, MODELS, SPLITS, TRAIN, MODEL_DEFAULTS, CONFIGS)
+results = run_experiments(specs, cache, data_loader=proto.load_graph)
+table = proto.accuracy_table(results)
+table
+
+# %%
+rep.table(table, "nsd_accuracy", tex=proto.accuracy_display(table, available, MODELS, display_name), escape=False)
+
+# %% [markdown]
+# ## Accuracy against homophily
+# Each dataset's edge homophily (measured on our undirected graphs) against the test accuracy of every model.
+
+# %%
+homophily = {ds: graph_stats(proto.load_graph(ds))["edge_homophily"] for ds in available}
+plot_df = table.assign(homophily=table.dataset.map(homophily), model_name=table.model.map(display_name))
+fig, ax = plt.subplots(figsize=figsize(0.75, 0.62))
+sns.lineplot(data=plot_df.sort_values("homophily"), x="homophily", y="mean", hue="model_name", style="model_name",
+             markers=True, dashes=False, ax=ax, lw=0.9, markersize=5)
+ax.set(xlabel="edge homophily of the graph", ylabel="test accuracy (%)")
+ax.legend(title=None, ncol=2, fontsize=7)
+rep.figure(fig, "nsd_accuracy_vs_homophily")
+
+# %% [markdown]
+# ## Oversmoothing: accuracy against depth
+# The same settings as the table with only the number of layers changed, on one heterophilic and one
+# homophilic graph. GCN averages neighbours at every layer and its features collapse with depth; sheaf
+# diffusion converges to the harmonic space of the learned sheaf, which need not be constant.
+
+# %%
+depth_ds = [d for d in DEPTH_DATASETS if d in available or d not in missing]
+depth_results = run_experiments(
+    proto.depth_specs(depth_ds, DEPTH_MODELS, DEPTHS, DEPTH_SPLITS, TRAIN, MODEL_DEFAULTS, CONFIGS),
+    cache, data_loader=proto.load_graph,
+)
+depth_results["layers"] = proto.layers_of(depth_results)
+depth_summary = summarise(depth_results, by=("dataset", "model", "layers"))
+depth_summary["model_name"] = depth_summary.model.map(display_name)
+fig, axes = plt.subplots(1, len(depth_ds), figsize=figsize(1.0, 0.36), sharey=False, squeeze=False)
+for ax, ds in zip(axes[0], depth_ds):
+    sub = depth_summary[depth_summary.dataset == ds]
+    sns.lineplot(data=sub, x="layers", y="test_mean", hue="model_name", style="model_name", markers=True,
+                 dashes=False, ax=ax, lw=0.9, markersize=5, legend=ax is axes[0][0])
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="layers", ylabel="test accuracy (%)", title=ds)
+    ax.set_xticks(DEPTHS, [str(d) for d in DEPTHS], minor=False)
+    ax.minorticks_off()
+axes[0][0].legend(title=None, fontsize=7)
+fig.tight_layout()
+rep.figure(fig, "nsd_depth")
+
+# %% [markdown]
+# ## Heterophily on synthetic graphs
+# Contextual stochastic block models with the same features and class sizes and edge homophily from 0 to 1:
+# the graph is the only thing that changes.
+
+# %%
+sbm_results = run_experiments(
+    proto.sbm_specs(SBM_HOMOPHILY, SBM_MODELS, SBM_SPLITS, SBM_GRAPH, TRAIN, MODEL_DEFAULTS),
+    cache, data_loader=proto.load_graph,
+)
+sbm_results["homophily"] = sbm_results.dataset.map(proto.homophily_of)
+sbm_summary = summarise(sbm_results, by=("homophily", "model"))
+sbm_summary["model_name"] = sbm_summary.model.map(display_name)
+fig, ax = plt.subplots(figsize=figsize(0.75, 0.62))
+sns.lineplot(data=sbm_summary, x="homophily", y="test_mean", hue="model_name", style="model_name", markers=True,
+             dashes=False, ax=ax, lw=0.9, markersize=5)
+ax.set(xlabel="edge homophily of the CSBM graph", ylabel="test accuracy (%)")
+ax.legend(title=None, fontsize=7)
+rep.figure(fig, "nsd_csbm_homophily")
+
+# %% [markdown]
+# ## The learned sheaf's Dirichlet energy across layers
+# After training on one split, the normalised sheaf Dirichlet energy $\mathrm{tr}(X^\top \Delta_F X)$ of the
+# hidden state after each layer (relative to the input of the first diffusion layer).
+
+# %%
+energy = proto.energy_profiles(
+    proto.load_graph(ENERGY_DATASET),
+    {m: proto.resolve(ENERGY_DATASET, m, TRAIN, MODEL_DEFAULTS, CONFIGS) for m in proto.SHEAF_MODELS if m in MODELS},
+    split=0,
+)
+energy["model_name"] = energy.model.map(display_name)
+fig, ax = plt.subplots(figsize=figsize(0.6, 0.7))
+sns.lineplot(data=energy, x="layer", y="relative_energy", hue="model_name", style="model_name", markers=True,
+             dashes=False, ax=ax, lw=0.9, markersize=5)
+ax.set(xlabel="layer", ylabel="energy / energy at layer 0", yscale="log", title=ENERGY_DATASET)
+ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+ax.legend(title=None, fontsize=7)
+rep.figure(fig, "nsd_energy")
+
+# %% [markdown]
+# ## Numbers quoted in the paper
+
+# %%
+sheaf_rows = table[table.model.isin(proto.SHEAF_MODELS)]
+checks = []
+for ds in available:
+    ours = sheaf_rows[sheaf_rows.dataset == ds]
+    ref = best_sheaf_result(ds)
+    best = ours.loc[ours["mean"].idxmax()] if len(ours) else None
+    if best is not None and ref is not None:
+        checks.append({"dataset": ds, "ours": best["mean"], "paper": ref[0], "paper_std": ref[1],
+                       "meets": best["mean"] >= ref[0] - ref[1]})
+checks = pd.DataFrame(checks, columns=["dataset", "ours", "paper", "paper_std", "meets"])
+print(checks)
+baseline_best = table[~table.model.isin(proto.SHEAF_MODELS)].groupby("dataset")["mean"].max()
+sheaf_best = sheaf_rows.groupby("dataset")["mean"].max()
+wins = int((sheaf_best > baseline_best.reindex(sheaf_best.index)).sum())
+rep.macro("NsdNumDatasets", len(available))
+rep.macro("NsdNumSplits", len(SPLITS))
+rep.macro("NsdSheafWins", wins)
+rep.macro("NsdMeetsPaper", int(checks.meets.sum()))
+rep.macro("NsdComparable", len(checks))
+rep.macro("NsdShortOfPaper", Latex(", ".join(latex_escape(d) for d in checks[~checks.meets].dataset) or "none"))
+rep.macro("NsdMissing", Latex(", ".join(latex_escape(d) for d in missing) or "none"))
+rep.macro("NsdRuns", len(results) + len(depth_results) + len(sbm_results))
+rep.macro("NsdDepthMax", max(DEPTHS))
+rep.close()
+
+# %% [markdown]
+# ## Reading
+# *Written for the paper profile; the smoke profile trains for a few epochs only and its numbers mean
+# nothing.* The sheaf models are strongest where the graph is heterophilic (Texas, Wisconsin, Cornell,
+# Film): there GCN and GAT fall below the MLP that ignores the graph, while sheaf diffusion uses the graph
+# without averaging classes together. On the homophilic citation graphs the gap closes: a constant sheaf is
+# already right there, and GCN is as good. The depth sweep shows GCN's accuracy falling with depth on the
+# heterophilic graph while the sheaf models hold; the CSBM sweep isolates the effect of homophily with the
+# features fixed. Where our numbers differ from the paper's, the causes we can name are: 10-split variance
+# on 183-node graphs (one test node is 2.7 points on Texas), configurations we chose ourselves where the NSD
+# repository publishes none (Film, CiteSeer, Cora), and the same architecture reused for all three sheaf
+# types where the script names one.
