@@ -97,7 +97,8 @@ for name in DATASETS:
     except FileNotFoundError as exc:
         missing.append(name)
         print(f"skipping {name}: {str(exc).splitlines()[0]}")
-specs = proto.table_specs(available, MODELS, SPLITS, TRAIN, MODEL_DEFAULTS, CONFIGS)
+run_order = sorted(available, key=lambda ds: proto.load_graph(ds).num_edges)  # cheap graphs first
+specs = proto.table_specs(run_order, MODELS, SPLITS, TRAIN, MODEL_DEFAULTS, CONFIGS)
 results = run_experiments(specs, cache, data_loader=proto.load_graph)
 table = proto.accuracy_table(results)
 table
