@@ -236,3 +236,34 @@ def test_sheaf_entries_fix_the_sheaf_type() -> None:
     assert "sheaf" not in NODE_MODELS["diag-nsd"].hparam_names()
     with pytest.raises(ValueError, match="orth-nsd"):
         node_model_config("diag-nsd", sheaf="orth")
+
+
+@pytest.mark.parametrize("name", ["gcn", "sage", "gcnii"])
+def test_sparse_operator_matches_pyg_on_edge_index(name):
+    """The cached CSR operator gives PyG's own edge_index result (the speed path changes no numbers)."""
+    from torch_geometric.nn import GCN2Conv, GCNConv, SAGEConv
+
+    torch.manual_seed(0)
+    data = contextual_sbm(CSBMConfig(num_nodes=40, num_classes=3, mean_degree=4.0, num_features=5, seed=1))
+    model = build(name, layers=2, hidden_channels=6, dropout=0.0, input_dropout=0.0).double().eval()
+    x = data.x.double()
+    conv = model.convs[0]
+    if name == "gcn":
+        ref = GCNConv(5, 6).double()
+        ref.lin.weight.data, ref.bias.data = conv.lin.weight.data, conv.bias.data
+        expected = ref(x, data.edge_index)
+        got = conv(x, model.operator(data.edge_index, data.num_nodes, torch.float64))
+    elif name == "sage":
+        ref = SAGEConv(5, 6).double()
+        ref.load_state_dict(conv.state_dict())
+        expected = ref(x, data.edge_index)
+        got = conv(x, model.operator(data.edge_index, data.num_nodes, torch.float64))
+    else:
+        h = torch.relu(model.lin_in(x))
+        ref = GCN2Conv(6, alpha=conv.alpha, theta=0.5, layer=1).double()
+        ref.load_state_dict(conv.state_dict())
+        expected = ref(h, h, data.edge_index)
+        from mmsheaf.baselines import gcn_adjacency
+
+        got = conv(h, h, gcn_adjacency(data.edge_index, data.num_nodes, dtype=torch.float64))
+    torch.testing.assert_close(got, expected)
