@@ -247,3 +247,19 @@ def test_summarise_mean_and_std_in_percent() -> None:
     assert sample.loc["texas", "test_std"] == pytest.approx(10.0)
     with pytest.raises(ValueError, match="test_acc"):
         summarise(df.drop(columns="test_acc"))
+
+
+def test_nsd_protocol_normalises_real_features_like_nsd(tmp_path, monkeypatch):
+    """NSD's loaders row-normalise every dataset's features; generated CSBM graphs keep theirs."""
+    import torch
+
+    from mmsheaf import nsd_protocol
+    from mmsheaf.data import CSBMConfig, contextual_sbm
+
+    raw = contextual_sbm(CSBMConfig(num_nodes=30, num_classes=3, mean_degree=4.0, num_features=4, seed=2))
+    raw.x = raw.x.abs() + 0.1
+    monkeypatch.setattr(nsd_protocol, "load_node_dataset", lambda name: raw.clone())
+    data = nsd_protocol.load_graph("texas")
+    torch.testing.assert_close(data.x.sum(1), torch.ones(30))
+    sbm = nsd_protocol.load_graph(nsd_protocol.csbm_name(0.3, num_nodes=30, num_classes=3, num_features=4, mean_degree=4.0))
+    assert (sbm.x < 0).any(), "Gaussian CSBM features are not row-normalised"

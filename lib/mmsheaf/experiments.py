@@ -50,24 +50,13 @@ __all__ = [
     "summarise",
 ]
 
-SCHEMA = "mmsheaf.node-classification/1"
+SCHEMA = "mmsheaf.node-classification/2"  # 2: the NSD protocol row-normalises features (nsd_protocol.load_graph)
 """Version of the cached result format and of what a key covers; bump it to invalidate old results."""
 
-ROW_COLUMNS: tuple[str, ...] = (
-    "dataset",
-    "model",
-    "split",
-    "hparams",
-    "test_acc",
-    "val_acc",
-    "train_acc",
-    "best_epoch",
-    "epochs_run",
-    "seconds",
-    "ms_per_epoch",
-    "cached",
-    "key",
-)
+RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainResult))
+"""The :class:`~mmsheaf.train.TrainResult` fields each row carries."""
+
+ROW_COLUMNS: tuple[str, ...] = ("dataset", "model", "split", "hparams", *RESULT_FIELDS, "cached", "key")
 
 
 def _canonical(value: Any) -> Any:
@@ -254,18 +243,7 @@ def _row(spec: ExperimentSpec, key: str, result: TrainResult, cached: bool) -> d
         "model": spec.model,
         "split": spec.split,
         "hparams": json.dumps(spec.hparams, sort_keys=True),
-        **{
-            k: getattr(result, k)
-            for k in (
-                "test_acc",
-                "val_acc",
-                "train_acc",
-                "best_epoch",
-                "epochs_run",
-                "seconds",
-                "ms_per_epoch",
-            )
-        },
+        **{k: getattr(result, k) for k in RESULT_FIELDS},
         "cached": cached,
         "key": key,
     }

@@ -109,9 +109,17 @@ def csbm_name(edge_homophily: float, **graph: Any) -> str:
 
 
 def load_graph(name: str) -> Data:
-    """:func:`~mmsheaf.data.load_node_dataset`, plus the contextual SBM graphs named by :func:`csbm_name`."""
+    """A graph as the NSD protocol sees it.
+
+    Real datasets come from :func:`~mmsheaf.data.load_node_dataset` with every node's features divided by
+    their sum (PyG's :class:`~torch_geometric.transforms.NormalizeFeatures`), as NSD's loaders do for every
+    dataset (``utils/heterophilic.py``: ``transform=T.NormalizeFeatures()``); the contextual SBM graphs named
+    by :func:`csbm_name` are generated (their Gaussian features are left as they are).
+    """
     if not name.startswith(CSBM_PREFIX):
-        return load_node_dataset(name)
+        from torch_geometric.transforms import NormalizeFeatures
+
+        return NormalizeFeatures()(load_node_dataset(name))
     fields = {f.name: f.type for f in CSBMConfig.__dataclass_fields__.values()}
     kwargs: dict[str, Any] = {}
     for item in name[len(CSBM_PREFIX):].split(","):
