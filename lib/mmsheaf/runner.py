@@ -6,7 +6,8 @@ For each notebook the runner
    the hash of its inputs — the notebook's ``.py``, its parameters file and the library modules it
    imported — and that hash is unchanged and every listed output exists (``force=True`` re-runs);
 2. converts ``notebooks/NN_topic.py`` (the source of truth) to a notebook under ``build/<profile>/``;
-3. executes it with papermill, injecting the profile's parameters, with a progress bar over cells;
+3. executes it with papermill, injecting the profile's parameters, with a progress bar over cells and the
+   notebook's own output (e.g. the tqdm bars of long experiment loops, with their ETA) streamed live;
 4. has the notebook write its outputs into a staging folder (``MMSHEAF_STAGE_DIR``) and moves them into the
    output folder only when the notebook succeeded. A failure leaves earlier outputs untouched and raises
    :class:`NotebookFailed`, naming the notebook and the cell.
@@ -156,6 +157,9 @@ def run_notebook(
             progress_bar=progress,
             cwd=str(nb.folder),
             log_output=False,
+            # stream what the notebook prints (its own tqdm bars with their ETA) while long cells run
+            stdout_file=sys.stdout if progress else None,
+            stderr_file=sys.stderr if progress else None,
         )
     except Exception as exc:  # noqa: BLE001 - papermill raises many kinds; all mean "the notebook failed"
         raise NotebookFailed(
