@@ -263,3 +263,13 @@ def test_nsd_protocol_normalises_real_features_like_nsd(tmp_path, monkeypatch):
     torch.testing.assert_close(data.x.sum(1), torch.ones(30))
     sbm = nsd_protocol.load_graph(nsd_protocol.csbm_name(0.3, num_nodes=30, num_classes=3, num_features=4, mean_degree=4.0))
     assert (sbm.x < 0).any(), "Gaussian CSBM features are not row-normalised"
+
+
+def test_nsd_protocol_dataset_train_block_applies_to_sheaf_models_only():
+    from mmsheaf import nsd_protocol
+
+    configs = {"texas": {"train": {"lr": 0.02}, "sheaf": {"d": 3}}}
+    hp_s, cfg_s = nsd_protocol.resolve("texas", "orth-nsd", {"lr": 0.01}, {}, configs)
+    hp_b, cfg_b = nsd_protocol.resolve("texas", "gcn", {"lr": 0.01}, {}, configs)
+    assert (cfg_s.lr, hp_s["d"]) == (0.02, 3)
+    assert cfg_b.lr == 0.01 and "d" not in hp_b

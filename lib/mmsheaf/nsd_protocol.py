@@ -5,11 +5,12 @@ Notebook ``01_sheaf_diffusion`` describes its runs with plain parameters (litera
 - ``TRAIN``: training settings shared by every run (fields of :class:`~mmsheaf.train.TrainConfig`);
 - ``MODEL_DEFAULTS``: ``{model: {hparam: value}}`` for every model;
 - ``CONFIGS``: per-dataset overrides ``{dataset: {"train": {...}, "sheaf": {...}, "<model>": {...},
-  "source": "..."}}``, where ``"sheaf"`` applies to the three discrete sheaf types and their continuous
-  versions (the NSD scripts publish one architecture per dataset).
+  "source": "..."}}``, where ``"sheaf"`` and ``"train"`` apply to the three discrete sheaf types and their
+  continuous versions only (the NSD scripts publish one architecture and one training setting per dataset,
+  tuned for the sheaf model; the baselines keep the shared ``TRAIN``), and ``"<model>"`` to one model.
 
-:func:`resolve` merges them (later wins): ``TRAIN`` < ``CONFIGS[ds]["train"]`` for training, and
-``MODEL_DEFAULTS[model]`` < ``CONFIGS[ds]["sheaf"]`` (sheaf models) < ``CONFIGS[ds][model]`` for the model.
+:func:`resolve` merges them (later wins): ``TRAIN`` < ``CONFIGS[ds]["train"]`` (sheaf models) for training,
+and ``MODEL_DEFAULTS[model]`` < ``CONFIGS[ds]["sheaf"]`` (sheaf models) < ``CONFIGS[ds][model]`` for the model.
 The functions below turn that into :class:`~mmsheaf.experiments.ExperimentSpec` lists, and results into the
 accuracy table with the published numbers beside ours.
 """
@@ -54,7 +55,8 @@ def resolve(
         hparams.update(per_ds.get("sheaf", {}))
     hparams.update(per_ds.get(spec.name, {}))
     hparams.update(override)
-    cfg = TrainConfig(**{**dict(train), **dict(per_ds.get("train", {}))})
+    sheaf_train = per_ds.get("train", {}) if spec.family == "sheaf" else {}
+    cfg = TrainConfig(**{**dict(train), **dict(sheaf_train)})
     return hparams, cfg
 
 
