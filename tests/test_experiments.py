@@ -273,3 +273,24 @@ def test_nsd_protocol_dataset_train_block_applies_to_sheaf_models_only():
     hp_b, cfg_b = nsd_protocol.resolve("texas", "gcn", {"lr": 0.01}, {}, configs)
     assert (cfg_s.lr, hp_s["d"]) == (0.02, 3)
     assert cfg_b.lr == 0.01 and "d" not in hp_b
+
+
+def test_a_result_another_process_finished_meanwhile_is_read_not_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers sharing a cache: while this one trains spec 0, the other finishes spec 1."""
+    cache, specs = ResultCache(tmp_path), grid()
+    other = TrainResult(0.99, 0.99, 0.99, best_epoch=1, epochs_run=1, seconds=0.0, ms_per_epoch=1.0)
+
+    class OtherWorker(FakeTrainer):
+        def __call__(self, model, data, split, model_hparams, cfg) -> TrainResult:
+            if not self.calls:
+                cache.put(specs[1], other)
+            return super().__call__(model, data, split, model_hparams, cfg)
+
+    fake = OtherWorker()
+    monkeypatch.setattr(experiments, "train_node_classifier", fake)
+    df = run_experiments(specs, cache, data_loader=CountingLoader(), progress=False)
+    assert len(fake.calls) == 7
+    assert df["cached"].tolist() == [False, True] + [False] * 6
+    assert df["test_acc"].iloc[1] == pytest.approx(0.99)

@@ -264,6 +264,9 @@ def run_experiments(
     assumes the remaining runs cost like those: interleave datasets and models in ``specs`` for a better
     estimate.
     Duplicate specs run once. An exception (or Ctrl-C) stops the loop; finished results stay cached.
+    The cache is checked again just before each run, so several processes may share one cache folder
+    (e.g. a second worker walking the same specs in reverse order): a run another process has finished
+    meanwhile is read, not repeated.
 
     Args:
         specs: The runs.
@@ -307,6 +310,13 @@ def run_experiments(
     try:
         for key, spec in pending.items():
             bar.set_postfix_str(f"{spec.dataset} {spec.model} split {spec.split}")
+            hit = cache.get(spec, key)  # another process sharing the cache may have finished it meanwhile
+            if hit is not None:
+                results[key] = (hit, True)
+                if last_use[spec.dataset] == key:
+                    loaded.pop(spec.dataset, None)
+                bar.update(1)
+                continue
             if spec.dataset not in loaded:
                 loaded[spec.dataset] = data_loader(spec.dataset)
             result = trainer(spec.model, loaded[spec.dataset], spec.split, spec.hparams, spec.train)
