@@ -1,10 +1,15 @@
-"""The data layer: raw files in the data root -> PyG ``Data`` graphs, pandas tables and arrays.
+"""The data layer: raw files in the data root -> PyG ``Data`` graphs, pandas tables, arrays and interactions.
 
 - :mod:`~mmsheaf.data.node_datasets`: the NSD node-classification benchmark through PyG with the 10 geom-gcn
   splits (:func:`load_node_dataset`, registry :data:`NODE_DATASETS`); ``"csbm"`` is the synthetic default.
 - :mod:`~mmsheaf.data.synthetic`: contextual stochastic block model with a set edge homophily
   (:func:`contextual_sbm`, :class:`CSBMConfig`), needs no files.
 - :mod:`~mmsheaf.data.tables`: clothing reviews, MovieLens 100K tables, MNIST-5k (:data:`TABLE_DATASETS`).
+- :mod:`~mmsheaf.data.interactions`: :class:`InteractionData`, user-item implicit feedback with per-modality
+  features and masks (:data:`MODALITIES`), shared by the recommenders and the ranking evaluation.
+- :mod:`~mmsheaf.data.movielens`: MovieLens 100K as multimodal implicit feedback with a random or cold-item
+  split (:func:`load_ml100k`).
+- :mod:`~mmsheaf.data.text_cache`: sentence embeddings cached on disk per model and text (:func:`embed_texts`).
 - :mod:`~mmsheaf.data.stats`: dataset statistics (sizes, homophily, missing values).
 - :mod:`~mmsheaf.data.fetch`: fill the data root from a mirror folder (:func:`fill_data_root`).
 
@@ -14,6 +19,8 @@ forbids downloads. Missing files raise :class:`DatasetNotFoundError` with instru
 
 from mmsheaf.data.errors import DatasetNotFoundError
 from mmsheaf.data.fetch import fill_data_root, mirror_files
+from mmsheaf.data.interactions import MODALITIES, InteractionData
+from mmsheaf.data.movielens import load_ml100k
 from mmsheaf.data.node_datasets import (
     NODE_DATASETS,
     NodeDatasetSpec,
@@ -30,19 +37,25 @@ from mmsheaf.data.tables import (
     load_mnist5k,
     load_movielens100k,
 )
+from mmsheaf.data.text_cache import default_text_model, embed_texts
 
 __all__ = [
+    "MODALITIES",
     "NODE_DATASETS",
     "TABLE_DATASETS",
     "CSBMConfig",
     "DatasetNotFoundError",
+    "InteractionData",
     "NodeDatasetSpec",
     "TableDatasetSpec",
     "contextual_sbm",
+    "default_text_model",
     "degree_and_local_homophily",
+    "embed_texts",
     "fill_data_root",
     "graph_stats",
     "load_clothing_reviews",
+    "load_ml100k",
     "load_mnist5k",
     "load_movielens100k",
     "load_node_dataset",
