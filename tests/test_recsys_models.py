@@ -286,3 +286,19 @@ def test_late_fusion_weights_are_a_softmax(data) -> None:
     assert ids_only.modalities == ("id",) and not list(ids_only.projections)
     assert build("late-fusion", data, fusion="concat").fusion_weights() is None
     assert isinstance(build("lightgcn", data), LightGCN)
+
+
+def test_symmetric_spmm_matches_lgconv_forward_and_backward(data) -> None:
+    from mmsheaf.recsys import symmetric_spmm
+    from torch_geometric.nn import LGConv
+
+    adj = build("lightgcn", data).propagation_matrix(data, torch.float64)
+    x = torch.randn(data.num_nodes, 5, dtype=torch.float64, requires_grad=True)
+    ref = LGConv(normalize=False)(x, adj)
+    out = symmetric_spmm(adj, x)
+    assert torch.allclose(out, ref)
+    w = torch.randn_like(ref)
+    (g_ref,) = torch.autograd.grad((ref * w).sum(), x)
+    (g_out,) = torch.autograd.grad((out * w).sum(), x)
+    assert torch.allclose(g_out, g_ref)
+    assert torch.autograd.gradcheck(lambda t: symmetric_spmm(adj, t), (x,))

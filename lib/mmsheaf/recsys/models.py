@@ -48,6 +48,7 @@ __all__ = [
     "RecommenderSpec",
     "build_recommender",
     "lightgcn_propagate",
+    "symmetric_spmm",
     "modality_mask",
     "recommender_names",
     "register_recommender",
@@ -120,10 +121,36 @@ def modality_mask(data: InteractionData, side: str, modality: str) -> Tensor:
     return data.has(side, modality).to(data.train.device)
 
 
-def lightgcn_propagate(x: Tensor, adj_t: Tensor, layers: int, conv: LGConv) -> Tensor:
+class _SymmetricSpMM(torch.autograd.Function):
+    """``adj @ x`` for a constant symmetric sparse ``adj``: the backward is ``adj @ grad`` (no transpose).
+
+    Hand-written because torch's CSR backward is slow here: on MovieLens-100K (2,625 nodes, 160,048 non-zeros,
+    width 64), three propagations forward + backward took 57 ms with ``adj @ x`` and 6.4 ms with this (one
+    thread, this machine), and every BPR step of LightGCN-style models runs them.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, adj: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.adj = adj
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return ctx.adj @ grad, None
+
+
+def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
+    """``adj @ x`` for a constant symmetric sparse ``adj`` (e.g. :math:`D^{-1/2} A D^{-1/2}` of an undirected
+    graph) with a fast backward; equal to ``LGConv(normalize=False)(x, adj)``."""
+    return _SymmetricSpMM.apply(x, adj)
+
+
+def lightgcn_propagate(x: Tensor, adj_t: Tensor, layers: int, conv: LGConv | None = None) -> Tensor:
     r"""LightGCN's layer combination :math:`\frac{1}{K+1}\sum_{k=0}^{K} \tilde{\mathbf{A}}^{k}\mathbf{X}`
-    (Eq. 4 of He et al. 2020 with :math:`\alpha_k = 1/(K+1)`), with :math:`K` = ``layers`` applications of
-    ``conv`` (an :class:`~torch_geometric.nn.conv.LGConv` with ``normalize=False``) on the normalised ``adj_t``.
+    (Eq. 4 of He et al. 2020 with :math:`\alpha_k = 1/(K+1)`), with :math:`K` = ``layers`` propagations on the
+    normalised, symmetric ``adj_t``: :func:`symmetric_spmm` (what PyG's
+    :class:`~torch_geometric.nn.conv.LGConv` with ``normalize=False`` computes, with a faster backward), or
+    ``conv`` when one is given.
 
     Shapes:
         - **input:** :math:`(N, D)`, sparse :math:`(N, N)`
@@ -131,7 +158,7 @@ def lightgcn_propagate(x: Tensor, adj_t: Tensor, layers: int, conv: LGConv) -> T
     """
     out = x
     for _ in range(layers):
-        x = conv(x, adj_t)
+        x = conv(x, adj_t) if conv is not None else symmetric_spmm(adj_t, x)
         out = out + x
     return out / (layers + 1)
 
@@ -319,8 +346,8 @@ class MF(Recommender):
 @register_recommender("lightgcn", display="LightGCN")
 class LightGCN(Recommender):
     r"""LightGCN from `"LightGCN: Simplifying and Powering Graph Convolution Network for Recommendation"
-    <https://arxiv.org/abs/2002.02126>`_ (He et al., SIGIR 2020), with PyG's
-    :class:`~torch_geometric.nn.conv.LGConv`.
+    <https://arxiv.org/abs/2002.02126>`_ (He et al., SIGIR 2020); the propagation is PyG's
+    :class:`~torch_geometric.nn.conv.LGConv` (:func:`symmetric_spmm`, with a faster backward).
 
     .. math::
         \mathbf{E}^{(k+1)} = \mathbf{D}^{-1/2}\mathbf{A}\mathbf{D}^{-1/2}\mathbf{E}^{(k)}, \qquad
@@ -348,7 +375,6 @@ class LightGCN(Recommender):
         self.dim, self.layers, self.init_std = dim, layers, init_std
         self.user_embedding = nn.Embedding(data.num_users, dim)
         self.item_embedding = nn.Embedding(data.num_items, dim)
-        self.conv = LGConv(normalize=False)  # normalised once per graph (propagation_matrix)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -359,7 +385,7 @@ class LightGCN(Recommender):
         self.check_data(data)
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
         if self.layers:
-            x = lightgcn_propagate(x, self.propagation_matrix(data, x.dtype), self.layers, self.conv)
+            x = lightgcn_propagate(x, self.propagation_matrix(data, x.dtype), self.layers)
         return x[: self.num_users], x[self.num_users :]
 
     def extra_repr(self) -> str:
@@ -513,7 +539,6 @@ class LateFusionGCN(Recommender):
                 if m != "id" and m in feats:
                     self.projections[f"{side}_{m}"] = nn.Linear(feats[m].size(1), dim)
         self.fusion_logits = nn.Parameter(torch.zeros(len(self.modalities))) if fusion == "softmax" else None
-        self.conv = LGConv(normalize=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -555,7 +580,7 @@ class LateFusionGCN(Recommender):
         # All towers in one propagation: (N, M * D) columns.
         M, N, D = x0.shape
         flat = x0.permute(1, 0, 2).reshape(N, M * D)
-        flat = lightgcn_propagate(flat, adj_t, self.layers, self.conv)
+        flat = lightgcn_propagate(flat, adj_t, self.layers)
         return flat.reshape(N, M, D).permute(1, 0, 2)
 
     def fusion_weights(self) -> Tensor | None:

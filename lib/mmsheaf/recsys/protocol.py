@@ -1,0 +1,310 @@
+"""The recommendation protocol of notebook 02: data by name, cached runs over seeds, tuning, robustness.
+
+A run is a :class:`RecRunSpec` (dataset, model, hyperparameters, training settings, seed). Its result (the
+validation and test metrics at the best epoch, the training curve, optional robustness curves and item
+embeddings) is cached on disk under a hash of the full spec, so an interrupted paper run resumes where it
+stopped and a changed setting is recomputed. :func:`tune` searches each model's hyperparameters with Optuna
+(:mod:`mmsheaf.hpo`) on validation Recall@20, every trial being a cached run.
+
+Protocol (MMRec, Zhou et al. 2023): per-user random 8:1:1 split with a fixed seed, full ranking over all
+items with the user's training items excluded, Recall@K and NDCG@K, early stopping on validation Recall@20.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from mmsheaf import paths
+from mmsheaf.data.interactions import InteractionData
+from mmsheaf.experiments import canonical_json
+from mmsheaf.recsys.evaluate import ranking_metrics
+from mmsheaf.recsys.models import build_recommender
+from mmsheaf.recsys.synthetic import planted_interactions
+from mmsheaf.recsys.train import RecTrainConfig, fit_recommender
+from mmsheaf.train import set_seed
+
+__all__ = [
+    "DATASETS",
+    "RecRunSpec",
+    "RunCache",
+    "TRAIN_FIELDS",
+    "load_interactions",
+    "robustness_curves",
+    "run_specs",
+    "split_params",
+    "summarise_runs",
+    "tune",
+]
+
+SCHEMA = "mmsheaf.recsys-run/1"
+TRAIN_FIELDS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(RecTrainConfig))
+"""Names that go to :class:`RecTrainConfig`; every other hyperparameter goes to the model."""
+
+
+def _ml100k(**options: Any) -> InteractionData:
+    from mmsheaf.data.movielens import load_ml100k
+
+    return load_ml100k(split="random", **options)
+
+
+def _ml100k_cold(**options: Any) -> InteractionData:
+    from mmsheaf.data.movielens import load_ml100k
+
+    return load_ml100k(split="cold", **options)
+
+
+DATASETS: dict[str, Callable[..., InteractionData]] = {
+    "ml100k": _ml100k,
+    "ml100k-cold": _ml100k_cold,
+    "planted": planted_interactions,
+}
+"""Interaction datasets by name: MovieLens-100K (random 8:1:1 and cold-start splits) and the planted toy."""
+
+
+@lru_cache(maxsize=8)
+def _load(name: str, options_json: str) -> InteractionData:
+    return DATASETS[name](**json.loads(options_json))
+
+
+def load_interactions(name: str, **options: Any) -> InteractionData:
+    """The dataset ``name`` of :data:`DATASETS` with loader ``options`` (memoised per name and options)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown interaction dataset {name!r}: choose one of {sorted(DATASETS)}.")
+    return _load(name, json.dumps(options, sort_keys=True))
+
+
+def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split hyperparameters into ``(model_hparams, train_settings)`` by :data:`TRAIN_FIELDS`."""
+    model = {k: v for k, v in params.items() if k not in TRAIN_FIELDS}
+    train = {k: v for k, v in params.items() if k in TRAIN_FIELDS}
+    return model, train
+
+
+@dataclass(frozen=True)
+class RecRunSpec:
+    """One training run.
+
+    Args:
+        dataset: A name of :data:`DATASETS`.
+        model: A registered recommender (:func:`~mmsheaf.recsys.models.build_recommender`).
+        hparams: The model's hyperparameters.
+        train: :class:`RecTrainConfig` fields (``seed`` is taken from ``seed``).
+        seed: Seed of initialisation, sampling and robustness draws.
+        data_options: Options of the dataset loader (e.g. ``{"num_users": 100}``).
+        robustness: Fractions of items whose content modalities are removed at test time (empty: none).
+        save_embeddings: Keep the trained item and user embeddings beside the result.
+    """
+
+    dataset: str
+    model: str
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    train: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    data_options: Mapping[str, Any] = field(default_factory=dict)
+    robustness: tuple[float, ...] = ()
+    save_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = set(self.train) - TRAIN_FIELDS
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}: valid ones are {sorted(TRAIN_FIELDS)}.")
+        if any(not 0.0 <= f <= 1.0 for f in self.robustness):
+            raise ValueError(f"robustness fractions must be in [0, 1], got {self.robustness}.")
+
+    def config(self) -> RecTrainConfig:
+        return RecTrainConfig(**{**self.train, "seed": self.seed})
+
+    def describe(self) -> dict[str, Any]:
+        cfg = dataclasses.asdict(self.config())
+        cfg["ks"] = list(cfg["ks"])
+        return {"schema": SCHEMA, "dataset": self.dataset, "data_options": dict(self.data_options),
+                "model": self.model, "hparams": dict(self.hparams), "train": cfg, "seed": self.seed,
+                "robustness": list(self.robustness), "save_embeddings": self.save_embeddings}  # fmt: skip
+
+    def key(self) -> str:
+        return hashlib.sha256(canonical_json(self.describe()).encode()).hexdigest()
+
+
+class RunCache:
+    """Results of :class:`RecRunSpec` runs as ``<key>.json`` (and ``<key>.pt`` embeddings) in ``folder``."""
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else paths.cache_root() / "recsys_runs"
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def get(self, spec: RecRunSpec) -> dict[str, Any] | None:
+        path = self.folder / f"{spec.key()}.json"
+        try:
+            payload = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return payload if payload.get("spec") == json.loads(canonical_json(spec.describe())) else None
+
+    def put(self, spec: RecRunSpec, result: dict[str, Any]) -> None:
+        payload = {"spec": json.loads(canonical_json(spec.describe())), "result": result}
+        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1)
+        os.replace(tmp, self.folder / f"{spec.key()}.json")
+
+    def embeddings(self, spec: RecRunSpec) -> dict[str, torch.Tensor]:
+        """The saved ``{"user", "item"}`` embeddings of a run made with ``save_embeddings=True``."""
+        path = self.folder / f"{spec.key()}.pt"
+        if not path.exists():
+            raise ValueError(f"no embeddings for this run in {self.folder}: run it with save_embeddings=True.")
+        return torch.load(path)
+
+    def __len__(self) -> int:
+        return len(list(self.folder.glob("*.json")))
+
+
+@torch.no_grad()
+def robustness_curves(model: torch.nn.Module, data: InteractionData, fractions: Sequence[float], seed: int = 0,
+                      modalities: Sequence[str] | None = None) -> list[dict[str, float]]:  # fmt: skip
+    """Test metrics when a content modality is removed for a fraction of the items.
+
+    For each item modality (default: every one ``data`` has) and each fraction :math:`p`, the modality's mask
+    is set to ``False`` for a random :math:`\\lceil p I \\rceil` items (the same random order for every
+    :math:`p`, so the sets are nested) and the trained ``model`` is evaluated on the test split.
+
+    Returns:
+        One dict per (modality, fraction): ``modality, fraction`` and the test metrics.
+    """
+    model.eval()
+    mods = list(modalities) if modalities is not None else [m for m in data.item_features if m != "id"]
+    rows = []
+    for mod in mods:
+        order = torch.randperm(data.num_items, generator=torch.Generator().manual_seed(seed))
+        for p in fractions:
+            k = int(round(p * data.num_items))
+            dropped = data.drop_modality("item", mod, order[:k]) if k else data
+            metrics = ranking_metrics(*model(dropped), dropped, split="test")
+            rows.append({"modality": mod, "fraction": float(p), **metrics})
+    return rows
+
+
+def _run(spec: RecRunSpec, cache: RunCache) -> dict[str, Any]:
+    data = load_interactions(spec.dataset, **spec.data_options)
+    set_seed(spec.seed)
+    model = build_recommender(spec.model, data, **spec.hparams)
+    res = fit_recommender(model, data, spec.config())
+    out: dict[str, Any] = {"val": res.val, "test": res.test, "best_epoch": res.best_epoch,
+                           "epochs_run": res.epochs_run, "seconds": res.seconds, "ms_per_epoch": res.ms_per_epoch,
+                           "history": res.history}  # fmt: skip
+    if spec.robustness:
+        out["robustness"] = robustness_curves(model, data, spec.robustness, seed=spec.seed)
+    if spec.save_embeddings:
+        model.eval()
+        with torch.no_grad():
+            user_emb, item_emb = model(data)
+        torch.save({"user": user_emb.cpu(), "item": item_emb.cpu()}, cache.folder / f"{spec.key()}.pt")
+    return out
+
+
+def run_specs(specs: Sequence[RecRunSpec], cache: RunCache | None = None, progress: bool = True,
+              desc: str = "runs") -> pd.DataFrame:  # fmt: skip
+    """Run every spec not cached yet (checking the cache again just before each run, so processes may share
+    it) and return one row per spec: ``dataset, model, seed, key, cached``, ``val_<metric>``,
+    ``test_<metric>``, ``best_epoch, epochs_run, seconds, ms_per_epoch`` and the raw ``result`` dict."""
+    from tqdm.auto import tqdm
+
+    cache = cache if cache is not None else RunCache()
+    todo = [s for s in specs if cache.get(s) is None]
+    bar = tqdm(total=len(todo), desc=f"{desc} ({len(specs) - len(todo)} cached)", unit="run", smoothing=0,
+               disable=not progress or not todo)  # fmt: skip
+    rows = []
+    try:
+        for spec in specs:
+            hit = cache.get(spec)
+            cached = hit is not None
+            if hit is None:
+                bar.set_postfix_str(f"{spec.model} seed {spec.seed}")
+                result = _run(spec, cache)
+                cache.put(spec, result)
+                bar.update(1)
+            else:
+                result = hit["result"]
+                if spec in todo:
+                    bar.update(1)
+            row = {"dataset": spec.dataset, "model": spec.model, "seed": spec.seed, "key": spec.key(),
+                   "cached": cached}  # fmt: skip
+            row.update({f"val_{k}": v for k, v in result["val"].items()})
+            row.update({f"test_{k}": v for k, v in result["test"].items()})
+            row.update({k: result[k] for k in ("best_epoch", "epochs_run", "seconds", "ms_per_epoch")})
+            row["result"] = result
+            rows.append(row)
+    finally:
+        bar.close()
+    return pd.DataFrame(rows)
+
+
+def summarise_runs(df: pd.DataFrame, metrics: Sequence[str] = ("recall@10", "recall@20", "ndcg@10", "ndcg@20"),
+                   by: Sequence[str] = ("model",), split: str = "test") -> pd.DataFrame:  # fmt: skip
+    """Mean and (population) standard deviation over seeds: columns ``<metric>`` and ``std_<metric>``."""
+    g = df.groupby(list(by), sort=False)
+    out = pd.DataFrame({m: g[f"{split}_{m}"].mean() for m in metrics})
+    for m in metrics:
+        out[f"std_{m}"] = g[f"{split}_{m}"].std(ddof=0)
+    out["n_seeds"] = g.size()
+    return out.reset_index()
+
+
+def tune(
+    model: str,
+    dataset: str,
+    space: Mapping[str, Any],
+    n_trials: int,
+    *,
+    hparams: Mapping[str, Any] | None = None,
+    train: Mapping[str, Any] | None = None,
+    data_options: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    storage: str | None = None,
+    cache: RunCache | None = None,
+    progress: bool = True,
+):
+    """Tune ``model`` on validation Recall@20 with ``n_trials`` Optuna trials (TPE, seeded).
+
+    Every trial is a cached :class:`RecRunSpec` run with the trial's parameters over ``hparams`` and ``train``
+    (parameters named like :class:`RecTrainConfig` fields go to training). The study is named after a hash of
+    all settings, so a changed space or budget starts a new study while a rerun resumes the old one; it lives
+    in :mod:`mmsheaf.hpo`'s storage (``storage``: ``None`` for the embedded journal file, or any SQLAlchemy URL
+    to share it between machines).
+
+    Returns:
+        ``(study, best)``: the Optuna study and a dict with ``hparams`` and ``train`` of the best trial.
+    """
+    import optuna
+
+    from mmsheaf import hpo
+
+    if not progress:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    hparams, train, data_options = dict(hparams or {}), dict(train or {}), dict(data_options or {})
+    cache = cache if cache is not None else RunCache()
+    setting = canonical_json({"model": model, "dataset": dataset, "space": space, "hparams": hparams,
+                              "train": train, "data": data_options, "seed": seed, "schema": SCHEMA})  # fmt: skip
+    name = f"{dataset}-{model}-{hashlib.sha256(setting.encode()).hexdigest()[:12]}"
+    cfg = hpo.StudyConfig(name=name, storage=storage, direction="maximize", n_trials=n_trials, seed=seed)
+
+    def objective(params: dict[str, Any], trial: Any) -> float:
+        model_hp, train_hp = split_params(params)
+        spec = RecRunSpec(dataset, model, {**hparams, **model_hp}, {**train, **train_hp}, seed, data_options)
+        df = run_specs([spec], cache, progress=False)
+        return float(df["val_recall@20"].iloc[0])
+
+    study = hpo.run_study(objective, space, cfg, progress=progress)
+    best_model, best_train = split_params(hpo.best_params(study, space))
+    return study, {"hparams": {**hparams, **best_model}, "train": {**train, **best_train}}
