@@ -67,6 +67,7 @@ from mmsheaf import nsd_protocol as proto
 from mmsheaf import paths
 from mmsheaf.data import graph_stats
 from mmsheaf.experiments import ResultCache, run_experiments, summarise
+from mmsheaf.ledger import ledger_path, seed_cache
 from mmsheaf.models import resolve_node_model
 from mmsheaf.nsd_reference import NSD_HOMOPHILY, best_sheaf_result
 from mmsheaf.report import Latex, Report, figsize, latex_escape
@@ -79,14 +80,17 @@ params = dict(
 )
 rep = Report("01_sheaf_diffusion", PROFILE, params=params)
 cache = ResultCache(paths.cache_root() / "node_classification")
+reused = seed_cache(ledger_path("01_sheaf_diffusion", PROFILE))  # finished runs kept with the outputs
 display_name = {m: resolve_node_model(m).display for m in set(MODELS) | set(DEPTH_MODELS) | set(SBM_MODELS)}
-print(f"profile={PROFILE}  results cache={cache.folder}  outputs -> {rep.out_dir}")
+print(f"profile={PROFILE}  results cache={cache.folder} ({reused} runs from the ledger)  outputs -> {rep.out_dir}")
 
 # %% [markdown]
 # ## The accuracy table
 # Every (dataset, model, split) run is cached on disk under its full configuration, so an interrupted paper
-# run resumes where it stopped and a changed configuration is recomputed. Datasets whose files are missing
-# are skipped and named.
+# run resumes where it stopped and a changed configuration is recomputed. The finished runs are also kept
+# with the outputs (`runs/01_sheaf_diffusion.jsonl`, one line per run with its full configuration and
+# result): a fresh clone reads them instead of recomputing (`MMSHEAF_REUSE_RUNS=0` recomputes everything).
+# Datasets whose files are missing are skipped and named.
 
 # %%
 available, missing = [], []
@@ -215,6 +219,7 @@ rep.macro("NsdShortOfPaper", Latex(", ".join(latex_escape(d) for d in checks[~ch
 rep.macro("NsdMissing", Latex(", ".join(latex_escape(d) for d in missing) or "none"))
 rep.macro("NsdRuns", len(results) + len(depth_results) + len(sbm_results))
 rep.macro("NsdDepthMax", max(DEPTHS))
+rep.runs([cache.folder.name], [*results.key, *depth_results.key, *sbm_results.key])
 rep.close()
 
 # %% [markdown]

@@ -1,4 +1,4 @@
-"""Command line of the report: ``python -m mmsheaf {report,paper,data,latex,sync,check-pairs}``.
+"""Command line of the report: ``python -m mmsheaf {report,paper,data,latex,sync,check-pairs,runs}``.
 
 The Makefile's targets call these; each prints what it does and exits non-zero with a message naming what
 failed (a notebook, a pair out of sync, a missing paper input, a LaTeX error, a missing dataset).
@@ -74,6 +74,15 @@ def _cmd_check_pairs(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from .ledger import export_runs
+
+    path, added, total = export_runs(args.notebook, args.profile)
+    print(f"{path.relative_to(paths.repo_root()) if path.is_relative_to(paths.repo_root()) else path}: "
+          f"{added} runs added from {paths.cache_root()}, {total} in all")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mmsheaf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check-pairs", help="fail when a .py/.ipynb pair is out of sync")
     p.add_argument("--folder", default="")
     p.set_defaults(func=_cmd_check_pairs)
+
+    p = sub.add_parser("runs", help="save an interrupted run's finished runs into the notebook's run ledger")
+    p.add_argument("action", choices=["export"], help="export: merge the run cache into the ledger")
+    p.add_argument("notebook", help="e.g. 01_sheaf_diffusion")
+    p.add_argument("--profile", default="paper")
+    p.set_defaults(func=_cmd_runs)
 
     args = parser.parse_args(argv)
     try:

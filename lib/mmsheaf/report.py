@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -360,6 +360,19 @@ class Report:
         self._record(csv_rel, rows=len(df), columns=list(map(str, df.columns)))
         self._record(tex_rel)
         return self.out_dir / tex_rel
+
+    def runs(self, folders: Sequence[str], keys: Iterable[str]) -> Path:
+        """Write the ledger ``<out>/runs/<notebook>.jsonl`` of exactly the cached runs ``keys``
+        (:mod:`mmsheaf.ledger`): the raw per-run results behind the tables, from which a later run resumes."""
+        from .ledger import write_ledger  # local import: the ledger module imports this one
+
+        if self.closed:
+            raise ValueError("this Report is closed: create a new one to write more outputs")
+        keys = sorted(set(keys))
+        rel = f"runs/{self.notebook}.jsonl"
+        write_ledger(self.out_dir / rel, folders, keys)
+        self._record(rel, runs=len(keys), cache_folders=list(folders))
+        return self.out_dir / rel
 
     def macro(self, name: str, value: Any, digits: int | None = None) -> str:
         r"""Define ``\<name>`` (letters only) for a number or phrase quoted in the paper's text."""
