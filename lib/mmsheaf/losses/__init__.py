@@ -1,0 +1,41 @@
+"""Metric-learning losses behind one interface: ``build_loss(name, C, D)(embeddings, labels) -> scalar``.
+
+- :mod:`~mmsheaf.losses.registry`: :class:`LossSpec` (name, family, hyperparameters, Optuna search space),
+  :class:`MetricLoss` (a PML loss and its miner), :data:`METRIC_LOSSES`, :func:`resolve_loss`,
+  :func:`build_loss`;
+- :mod:`~mmsheaf.losses.margin`: angular-margin classification heads (ArcFace, Sub-center ArcFace,
+  CosFace, NormSoftmax);
+- :mod:`~mmsheaf.losses.contrastive`: pair-based losses (SupCon, NT-Xent, semi-hard triplet,
+  multi-similarity) and :func:`stack_views` for the two-view NT-Xent.
+
+All losses come from `pytorch-metric-learning <https://kevinmusgrave.github.io/pytorch-metric-learning/>`_.
+"""
+
+from .contrastive import CONTRASTIVE_LOSSES, multisimilarity, ntxent, stack_views, supcon, triplet
+from .margin import MARGIN_LOSSES, arcface, cosface, normsoftmax, subcenter_arcface
+from .registry import FAMILIES, METRIC_LOSSES, LossSpec, MetricLoss, build_loss, register_loss, resolve_loss
+
+for _spec in (*MARGIN_LOSSES, *CONTRASTIVE_LOSSES):  # registry order: the angular-margin family first
+    register_loss(_spec)
+del _spec
+
+__all__ = [
+    "CONTRASTIVE_LOSSES",
+    "FAMILIES",
+    "MARGIN_LOSSES",
+    "METRIC_LOSSES",
+    "LossSpec",
+    "MetricLoss",
+    "arcface",
+    "build_loss",
+    "cosface",
+    "multisimilarity",
+    "normsoftmax",
+    "ntxent",
+    "register_loss",
+    "resolve_loss",
+    "stack_views",
+    "subcenter_arcface",
+    "supcon",
+    "triplet",
+]
