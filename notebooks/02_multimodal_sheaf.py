@@ -65,6 +65,7 @@ import pandas as pd
 import seaborn as sns
 
 from mmsheaf.hpo import study_frame
+from mmsheaf.ledger import ledger_path, seed_cache
 from mmsheaf.recsys import recommender_names, resolve_recommender
 from mmsheaf.recsys import protocol as proto
 from mmsheaf.report import Latex, Report, figsize, latex_escape
@@ -74,8 +75,9 @@ params = dict(DATA_OPTIONS=DATA_OPTIONS, MODELS=MODELS, MULTIMODAL=MULTIMODAL, H
               ROBUSTNESS=ROBUSTNESS, COLD_MODELS=COLD_MODELS, MAP_MODEL=MAP_MODEL)  # fmt: skip
 rep = Report("02_multimodal_sheaf", PROFILE, params=params)
 cache = proto.RunCache()
+reused = seed_cache(ledger_path("02_multimodal_sheaf", PROFILE))  # finished runs kept with the outputs
 display = {m: resolve_recommender(m).display for m in recommender_names()}
-print(f"profile={PROFILE}  run cache={cache.folder}  outputs -> {rep.out_dir}")
+print(f"profile={PROFILE}  run cache={cache.folder} ({reused} runs from the ledger)  outputs -> {rep.out_dir}")
 
 # %% [markdown]
 # ## The data
@@ -95,12 +97,13 @@ print(f"train density {density:.4f}; items without text: {(~data.has('item', 'te
 # trials are saved with the results.
 
 # %%
-tuned, histories = {}, []
+tuned, histories, trial_keys = {}, [], []
 for name in MODELS:
     space = {**SEARCH, **MODEL_SEARCH.get(name, {})}
     study, best = proto.tune(name, "ml100k", space, HPO_TRIALS, hparams=HPARAMS, train=TRAIN,
                              data_options=DATA_OPTIONS, progress=False)  # fmt: skip
     tuned[name] = best
+    trial_keys += [t.user_attrs["run_key"] for t in study.trials if "run_key" in t.user_attrs]
     trials = study_frame(study).sort_values("number")
     trials["model"], trials["best so far"] = display[name], trials["value"].cummax()
     histories.append(trials)
@@ -259,6 +262,7 @@ rep.macro("RecSheafNdcg", mm["ndcg@20"], digits=4)
 rep.macro("RecLightGCNNdcg", lgcn["ndcg@20"], digits=4)
 rep.macro("RecColdItems", int(proto.load_interactions("ml100k-cold", **DATA_OPTIONS).candidates.numel()))
 print(f"MM-Sheaf NDCG@20 {mm['ndcg@20']:.4f} vs LightGCN {lgcn['ndcg@20']:.4f}: {gain_lgcn:+.1f} %")
+rep.runs([cache.folder.name], [*trial_keys, *runs.key, *cold.key, *pd.concat(ablation_runs).key])
 rep.close()
 
 # %% [markdown]

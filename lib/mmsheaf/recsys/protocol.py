@@ -160,10 +160,15 @@ class RunCache:
         os.replace(tmp, self.folder / f"{spec.key()}.json")
 
     def embeddings(self, spec: RecRunSpec) -> dict[str, torch.Tensor]:
-        """The saved ``{"user", "item"}`` embeddings of a run made with ``save_embeddings=True``."""
+        """The saved ``{"user", "item"}`` embeddings of a run made with ``save_embeddings=True``.
+
+        When the result came from a run ledger (:mod:`mmsheaf.ledger`, which keeps results but not tensors),
+        the run is trained again with its seed to write them."""
+        if not spec.save_embeddings:
+            raise ValueError("this spec does not save embeddings: make it with save_embeddings=True.")
         path = self.folder / f"{spec.key()}.pt"
         if not path.exists():
-            raise ValueError(f"no embeddings for this run in {self.folder}: run it with save_embeddings=True.")
+            _run(spec, self)
         return torch.load(path)
 
     def __len__(self) -> int:
@@ -302,6 +307,7 @@ def tune(
     def objective(params: dict[str, Any], trial: Any) -> float:
         model_hp, train_hp = split_params(params)
         spec = RecRunSpec(dataset, model, {**hparams, **model_hp}, {**train, **train_hp}, seed, data_options)
+        trial.set_user_attr("run_key", spec.key())  # the cached run behind the trial (run ledgers keep it)
         df = run_specs([spec], cache, progress=False)
         return float(df["val_recall@20"].iloc[0])
 
