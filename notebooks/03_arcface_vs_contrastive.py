@@ -244,7 +244,12 @@ for ax, x, label in ((axes[0], "fraction", "share of training items"), (axes[1],
                  legend=ax is axes[1])  # fmt: skip
     ax.set(xlabel=label, ylabel="T1 test MAP@R (%)")
 axes[1].set_xscale("log")
+axes[1].xaxis.set_minor_formatter(plt.NullFormatter())
+axes[1].xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
 axes[1].legend(title=None, fontsize=6, ncol=1, bbox_to_anchor=(1.02, 1), loc="upper left")
+for text in axes[1].get_legend().get_texts():  # seaborn's group headings read as entries: drop their names
+    if text.get_text() in ("loss_name", "family"):
+        text.set_text("")
 fig.tight_layout()
 rep.figure(fig, "metric_data_efficiency")
 frac_summary = frac_runs.groupby(["loss", "fraction"])[["test_map_at_r", "seconds"]].mean().unstack("fraction")
@@ -280,6 +285,9 @@ sns.barplot(data=removed, x="removed", y="map_at_r", hue="dropout", errorbar="sd
 axes[2].set(xlabel="modality removed", ylabel="test MAP@R (%)")
 axes[2].tick_params(axis="x", labelrotation=30, labelsize=6)
 axes[0].legend(title=None, fontsize=5)
+for text in axes[0].get_legend().get_texts():
+    if text.get_text() in ("loss_name", "dropout"):
+        text.set_text("")
 axes[2].legend(title=None, fontsize=5)
 fig.tight_layout()
 rep.figure(fig, "metric_robustness")
