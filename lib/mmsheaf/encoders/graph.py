@@ -21,7 +21,6 @@ centres out.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ from torch_geometric.nn import GCNConv, SAGEConv
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
 from mmsheaf.sheaf.conv import SheafDiffusionConv
-from mmsheaf.sheaf.laplacian import build_index
+from mmsheaf.sheaf.laplacian import GraphIndexCache, build_index
 from mmsheaf.sheaf.maps import validate_sheaf
 
 __all__ = [
@@ -99,41 +98,15 @@ class NeighbourIndex:
         return position[keep], neighbour[keep]
 
 
-class NeighbourIndexCache:
+class NeighbourIndexCache(GraphIndexCache):
     """A small LRU cache of :class:`NeighbourIndex` keyed by an ``edge_index`` tensor's memory, shape and
-    version (like :class:`~mmsheaf.sheaf.laplacian.SheafIndexCache`): the CSR is built once per graph."""
+    version (:class:`~mmsheaf.sheaf.laplacian.GraphIndexCache`): the CSR is built once per graph."""
 
-    def __init__(self, maxsize: int = 4) -> None:
-        self.maxsize = maxsize
-        self._entries: OrderedDict[tuple, tuple[Tensor, int, NeighbourIndex]] = OrderedDict()
+    def build(self, edge_index: Tensor, num_nodes: int) -> NeighbourIndex:
+        return NeighbourIndex.build(edge_index, num_nodes)
 
     def __call__(self, edge_index: Tensor, num_nodes: int) -> NeighbourIndex:
-        key = (
-            edge_index.data_ptr(),
-            tuple(edge_index.shape),
-            tuple(edge_index.stride()),
-            str(edge_index.device),
-            int(num_nodes),
-        )
-        hit = self._entries.get(key)
-        if hit is not None and hit[1] == edge_index._version:
-            self._entries.move_to_end(key)
-            return hit[2]
-        index = NeighbourIndex.build(edge_index, num_nodes)
-        self._entries[key] = (edge_index, edge_index._version, index)
-        while len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
-        return index
-
-    def __deepcopy__(self, memo: dict) -> NeighbourIndexCache:  # copies start with an empty cache
-        return NeighbourIndexCache(self.maxsize)
-
-    def __getstate__(self) -> dict:  # pickled models do not carry graphs
-        return {"maxsize": self.maxsize}
-
-    def __setstate__(self, state: dict) -> None:
-        self.maxsize = state["maxsize"]
-        self._entries = OrderedDict()
+        return self.cached(edge_index, num_nodes)
 
 
 @dataclass(frozen=True, eq=False)

@@ -58,7 +58,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -272,28 +272,24 @@ def build_index(edge_index: Tensor, num_nodes: int | None = None) -> SheafIndex:
     )
 
 
-class SheafIndexCache:
-    """A small LRU cache of :class:`SheafIndex` keyed by an ``edge_index`` tensor's memory and shape.
+class GraphIndexCache:
+    """A small LRU cache of an index built from an ``edge_index`` tensor, keyed by the tensor's memory and shape.
 
     The key is ``(data_ptr, shape, stride, device, num_nodes)``; an entry keeps a reference to its tensor (so
     the memory cannot be reused by another tensor) and is invalidated when the tensor is modified in place
     (its version counter changes). Indices are therefore built once per graph, however often a layer is
-    called on it.
+    called on it. Copies and pickles of a model start with an empty cache. Subclasses set :meth:`build`.
     """
 
     def __init__(self, maxsize: int = 4) -> None:
         self.maxsize = maxsize
-        self._entries: OrderedDict[tuple, tuple[Tensor, int, SheafIndex]] = OrderedDict()
+        self._entries: OrderedDict[tuple, tuple[Tensor, int, Any]] = OrderedDict()
 
-    def __call__(self, edge_index: Tensor | SheafIndex, num_nodes: int) -> SheafIndex:
-        if isinstance(edge_index, SheafIndex):
-            if edge_index.num_nodes != num_nodes:
-                raise ValueError(
-                    f"the SheafIndex was built for {edge_index.num_nodes} nodes but x has {num_nodes} rows"
-                )
-            return edge_index
-        if not isinstance(edge_index, Tensor):
-            raise ValueError(f"edge_index must be a Tensor or a SheafIndex, got {type(edge_index).__name__}")
+    def build(self, edge_index: Tensor, num_nodes: int) -> Any:
+        raise NotImplementedError
+
+    def cached(self, edge_index: Tensor, num_nodes: int) -> Any:
+        """The index of ``edge_index`` (built on a miss)."""
         key = (
             edge_index.data_ptr(),
             tuple(edge_index.shape),
@@ -305,7 +301,7 @@ class SheafIndexCache:
         if hit is not None and hit[1] == edge_index._version:
             self._entries.move_to_end(key)
             return hit[2]
-        index = build_index(edge_index, num_nodes)
+        index = self.build(edge_index, num_nodes)
         self._entries[key] = (edge_index, edge_index._version, index)
         while len(self._entries) > self.maxsize:
             self._entries.popitem(last=False)
@@ -314,8 +310,33 @@ class SheafIndexCache:
     def clear(self) -> None:
         self._entries.clear()
 
-    def __deepcopy__(self, memo: dict) -> SheafIndexCache:  # copies of a model start with an empty cache
-        return SheafIndexCache(self.maxsize)
+    def __deepcopy__(self, memo: dict) -> GraphIndexCache:  # copies of a model start with an empty cache
+        return type(self)(self.maxsize)
+
+    def __getstate__(self) -> dict:  # pickled models do not carry graphs
+        return {"maxsize": self.maxsize}
+
+    def __setstate__(self, state: dict) -> None:
+        self.maxsize = state["maxsize"]
+        self._entries = OrderedDict()
+
+
+class SheafIndexCache(GraphIndexCache):
+    """:class:`GraphIndexCache` of :class:`SheafIndex`; a :class:`SheafIndex` passed in is returned as is."""
+
+    def build(self, edge_index: Tensor, num_nodes: int) -> SheafIndex:
+        return build_index(edge_index, num_nodes)
+
+    def __call__(self, edge_index: Tensor | SheafIndex, num_nodes: int) -> SheafIndex:
+        if isinstance(edge_index, SheafIndex):
+            if edge_index.num_nodes != num_nodes:
+                raise ValueError(
+                    f"the SheafIndex was built for {edge_index.num_nodes} nodes but x has {num_nodes} rows"
+                )
+            return edge_index
+        if not isinstance(edge_index, Tensor):
+            raise ValueError(f"edge_index must be a Tensor or a SheafIndex, got {type(edge_index).__name__}")
+        return self.cached(edge_index, num_nodes)
 
 
 def _build_csr_pattern(index: SheafIndex, d: int, block: bool) -> _CSRPattern:
