@@ -186,8 +186,9 @@ class MetricTask:
     def to_pandas(self, rows: Tensor | Sequence[int] | None = None) -> pd.DataFrame:
         """The tabular inputs, text and label as a DataFrame (e.g. for pytorch-frame).
 
-        Columns: the numerical columns (float, NaN missing), the categorical columns (their values as strings,
-        ``None`` missing), ``"text"`` (``None`` where ``text_mask`` is ``False``), ``"label"`` (the class code)
+        Columns: the numerical columns (float, NaN missing), the categorical columns (their values as strings;
+        a missing value is ``NaN`` in the frame: pandas 3 stores string columns with NaN as the missing
+        marker), ``"text"`` (missing where ``text_mask`` is ``False``), ``"label"`` (the class code)
         and ``"split"`` (``"train"``, ``"val"``, ``"test"`` or ``""`` for rows in none of them).
 
         Args:
