@@ -95,3 +95,12 @@ def test_report_writes_exactly_the_used_runs_with_provenance(tmp_path: Path, mon
     assert sorted(k for _, k in records) == sorted(df.key[:2])
     prov = json.loads((tmp_path / "out" / "provenance" / "runs__01_sheaf_diffusion.jsonl.json").read_text())
     assert prov["runs"] == 2
+
+
+def test_export_beside_the_outputs_records_provenance(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("MMSHEAF_OUTPUT", str(tmp_path / "figures"))
+    _run(tmp_path / "cache", CountingTrainer())
+    path, added, total = ledger.export_runs("01_sheaf_diffusion", "paper", cache_root=tmp_path / "cache")
+    assert path == tmp_path / "figures" / "runs" / "01_sheaf_diffusion.jsonl" and added == total == 3
+    prov = json.loads((tmp_path / "figures" / "provenance" / "runs__01_sheaf_diffusion.jsonl.json").read_text())
+    assert prov["partial"] is True and prov["runs"] == 3 and prov["output"] == "runs/01_sheaf_diffusion.jsonl"

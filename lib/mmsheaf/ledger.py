@@ -174,4 +174,23 @@ def export_runs(notebook: str, profile: str = "paper", cache_root: str | Path | 
     records.update(_cache_records(root, RUN_FOLDERS[notebook], None))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, _dump(records))
+    if target is None:  # the ledger beside the outputs gets a provenance record like a notebook's outputs
+        _export_provenance(notebook, profile, path, len(records))
     return path, len(records) - before, len(records)
+
+
+def _export_provenance(notebook: str, profile: str, path: Path, runs: int) -> None:
+    import datetime as _dt
+
+    from .report import git_commit, hardware, package_versions, sha256_file
+
+    out = paths.output_root(profile)
+    rel = path.relative_to(out).as_posix()
+    record = {
+        "output": rel, "notebook": notebook, "profile": profile, "partial": True,
+        "written_by": f"python -m mmsheaf runs export {notebook} (an interrupted run's finished runs; the "
+                      "notebook replaces this file with the runs it used when it completes)",
+        "runs": runs, "git_commit": git_commit(), "versions": package_versions(), "hardware": hardware(),
+        "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "sha256": sha256_file(path),
+    }  # fmt: skip
+    write_text_atomic(out / "provenance" / (rel.replace("/", "__") + ".json"), json.dumps(record, indent=2) + "\n")
