@@ -140,8 +140,9 @@ histories = pd.concat(histories, ignore_index=True)
 hparams = pd.DataFrame([{"task": t, "loss": n, "params": ", ".join(
     f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(p.items()))}
     for (t, n), p in tuned.items()])  # fmt: skip
-rep.table(hparams, "metric_hparams", tex=hparams.assign(loss=hparams.loss.map(display)).rename(
-    columns={"task": "Task", "loss": "Loss", "params": "Tuned hyperparameters"}))  # fmt: skip
+TASK_TAG = {"item": "T1", "category": "T2"}
+rep.table(hparams, "metric_hparams", tex=hparams.assign(task=hparams.task.map(TASK_TAG), loss=hparams.loss.map(
+    display)).rename(columns={"task": "Task", "loss": "Loss", "params": "Tuned hyperparameters"}))  # fmt: skip
 hparams
 
 
@@ -195,7 +196,7 @@ tex_rows = []
 for t in TASKS:
     sub = table[table.task == t]
     for _, r in sub.iterrows():
-        row = {"Task": "T1" if t == "item" else "T2", "Loss": loss_label(r["loss"])}
+        row = {"Task": TASK_TAG[t], "Loss": loss_label(r["loss"])}
         for m in [m for m in shown if m in table]:
             row[heads[m]] = pm(r[m], r.get(f"std_{m}"), bold=r[m] == sub[m].max())
         row["Train s"] = f"{r['train_seconds']:.0f}"
@@ -311,7 +312,9 @@ really
 # %% [markdown]
 # ## Ablation: which modalities carry the signal
 # The winning loss of each task trained on each modality alone, in pairs and all together (T2 has the graph;
-# T1 has text and tabular only). Removing the graph from T2's encoder is the "graph encoder off" row.
+# T1 has text and tabular only). Removing the graph from T2's encoder is the "graph encoder off" row. The
+# graph token summarises the *neighbours'* text and tabular content, so "graph" alone still sees other
+# reviews' text: it measures what the linked reviews say about a row, not the row's own inputs.
 
 # %%
 abl_runs = []
@@ -327,13 +330,14 @@ abl_runs = pd.concat(abl_runs, ignore_index=True)
 used_keys += list(abl_runs.key)
 ablation = proto.summary_table(abl_runs, ["map_at_r", "p_at_1", "nmi"], by=("task", "loss", "modalities"))
 ablation["n_modalities"] = ablation.modalities.str.count(r"\+") + 1
-ablation = ablation.sort_values(["task", "n_modalities", "map_at_r"])
-tex = pd.DataFrame({"Task": ablation.task.map({"item": "T1", "category": "T2"}),
+ablation = ablation.sort_values(["task", "n_modalities", "map_at_r"], key=lambda c: c.map(TASK_TAG)
+                                if c.name == "task" else c)  # fmt: skip
+spread = ablation.n_seeds > 1  # one seed has no spread to show
+tex = pd.DataFrame({"Task": ablation.task.map(TASK_TAG),
                     "Loss": ablation.loss.map(display).map(latex_escape),
                     "Modalities": ablation.modalities,
-                    "MAP@R": [pm(a, b) for a, b in zip(ablation.map_at_r, ablation.std_map_at_r)],
-                    "P@1": [pm(a, b) for a, b in zip(ablation.p_at_1, ablation.std_p_at_1)],
-                    "NMI": [pm(a, b) for a, b in zip(ablation.nmi, ablation.std_nmi)]})  # fmt: skip
+                    **{head: [pm(a, b if s else float("nan")) for a, b, s in zip(ablation[m], ablation[f"std_{m}"], spread)]
+                       for head, m in (("MAP@R", "map_at_r"), ("P@1", "p_at_1"), ("NMI", "nmi"))}})  # fmt: skip
 rep.table(ablation, "metric_ablation", tex=tex, escape=False)
 ablation
 
