@@ -75,12 +75,13 @@ def load_task(task: str, **options: Any) -> MetricTask:
 
 
 def task_inputs(task: MetricTask) -> ModalityInputs:
-    """The encoder inputs of a task: text embeddings (masked where really missing), the numerical and
-    categorical columns with their missing cells, and the same-item graph (``category`` only)."""
+    """The encoder inputs of a task: text embeddings (masked where really missing) and the raw texts (for
+    ``EncoderConfig(text="finetune")``), the numerical and categorical columns with their missing cells, and
+    the same-item graph (``category`` only)."""
     return ModalityInputs(
         text=task.text, text_mask=task.text_mask, x_num=task.numerical, x_cat=task.categorical,
         num_categories=task.num_categories, num_names=task.col_names_numerical,
-        cat_names=task.col_names_categorical, edge_index=task.edge_index,
+        cat_names=task.col_names_categorical, edge_index=task.edge_index, texts=task.texts,
     )  # fmt: skip
 
 
