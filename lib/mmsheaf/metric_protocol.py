@@ -45,6 +45,7 @@ __all__ = [
     "reference_metrics",
     "robustness_eval",
     "run_specs",
+    "tabular_features",
     "task_inputs",
     "test_embeddings",
     "tune",
@@ -233,27 +234,32 @@ def robustness_eval(encoder: MultimodalEncoder, inputs: ModalityInputs, task: Me
     return rows
 
 
-def reference_metrics(task: MetricTask) -> dict[str, dict[str, float]]:
-    """Zero-training references on the test rows: the frozen sentence embeddings alone (``"text"``) and the
-    tabular features alone (``"tabular"``: standardised numerical cells, missing as 0, and one-hot
-    categories), both with cosine neighbours."""
-    rows, labels = task.test_idx, task.labels[task.test_idx]
-    text = task.text[rows]
+def tabular_features(task: MetricTask, rows: Tensor) -> Tensor:
+    """The tabular inputs of ``rows`` as one vector each: standardised numerical cells (missing as 0, the
+    training mean) and one-hot categories (all zeros where missing).
+
+    Shapes:
+        - **output:** :math:`(|rows|, F_{num} + \sum_j K_j)`
+    """
     onehots = [torch.nn.functional.one_hot(task.categorical[rows, j].clamp(min=0), k).float()
                * (task.categorical[rows, j] >= 0).float().unsqueeze(1)
                for j, k in enumerate(task.num_categories)]  # fmt: skip
-    tab = torch.cat([task.standardized_numerical()[rows], *onehots], dim=1)
+    return torch.cat([task.standardized_numerical()[rows], *onehots], dim=1)
+
+
+def reference_metrics(task: MetricTask) -> dict[str, dict[str, float]]:
+    """Zero-training references on the test rows: the frozen sentence embeddings alone (``"text"``) and the
+    tabular features alone (``"tabular"``, :func:`tabular_features`), both with cosine neighbours; for
+    ``category`` also the kNN classification of the test rows from the training rows."""
+    test, train = task.test_idx, task.train_idx
+    labels = task.labels[test]
+    features = {"text": lambda rows: task.text[rows], "tabular": lambda rows: tabular_features(task, rows)}
     out = {}
-    for name, emb in (("text", text), ("tabular", tab)):
+    for name, embed in features.items():
+        emb = embed(test)
         m = {**retrieval_metrics(emb, labels), **clustering_metrics(emb, labels)}
         if task.task == "category":
-            train = task.train_idx
-            train_emb = task.text[train] if name == "text" else torch.cat(
-                [task.standardized_numerical()[train], *[
-                    torch.nn.functional.one_hot(task.categorical[train, j].clamp(min=0), k).float()
-                    * (task.categorical[train, j] >= 0).float().unsqueeze(1)
-                    for j, k in enumerate(task.num_categories)]], dim=1)  # fmt: skip
-            m.update(classification_metrics(train_emb, task.labels[train], emb, labels))
+            m.update(classification_metrics(embed(train), task.labels[train], emb, labels))
         out[name] = {k: float(v) for k, v in m.items()}
     return out
 

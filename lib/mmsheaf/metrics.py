@@ -219,6 +219,11 @@ def _knn_predict(train_x: Tensor, train_y: Tensor, test_x: Tensor, k: int) -> Te
     if k < 1:
         raise ValueError(f"k must be positive, got {k}")
     k = min(k, train_x.shape[0])
+    # Exactly tied similarities (duplicate rows, e.g. discrete tabular features) are returned in storage
+    # order by topk, which can favour one class systematically; a fixed shuffle makes the tied neighbours a
+    # random sample of the tie, so the vote follows the classes of the duplicates.
+    perm = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(0)).to(train_x.device)
+    train_x, train_y = train_x[perm], train_y[perm]
     classes, train_idx = torch.unique(train_y, return_inverse=True)
     knn = CustomKNN(CosineSimilarity(), batch_size=1024)
     _, neighbours = knn(test_x, k, train_x, False)  # (M, k), most similar first
