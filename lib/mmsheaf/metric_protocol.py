@@ -235,7 +235,7 @@ def robustness_eval(encoder: MultimodalEncoder, inputs: ModalityInputs, task: Me
 
 
 def tabular_features(task: MetricTask, rows: Tensor) -> Tensor:
-    """The tabular inputs of ``rows`` as one vector each: standardised numerical cells (missing as 0, the
+    r"""The tabular inputs of ``rows`` as one vector each: standardised numerical cells (missing as 0, the
     training mean) and one-hot categories (all zeros where missing).
 
     Shapes:
