@@ -397,10 +397,3 @@ def robustness_frame(runs: pd.DataFrame) -> pd.DataFrame:
         for rec in r["robustness"] or []:
             rows.append({"task": r["task"], "loss": r["loss"], "seed": r["seed"], **rec})
     return pd.DataFrame(rows)
-
-
-def relative_change(new: float, old: float) -> float:
-    """``new / old - 1`` (NaN when ``old`` is 0)."""
-    return float(new / old - 1.0) if old else float("nan")
-
-

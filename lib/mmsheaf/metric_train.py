@@ -22,7 +22,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -150,10 +149,6 @@ def batch_plan(labels: Tensor, cfg: MetricTrainConfig, generator: torch.Generato
     return batches
 
 
-def _embed_all(encoder: MultimodalEncoder, inputs: ModalityInputs, index: Tensor) -> Tensor:
-    return encoder.encode(inputs, index)
-
-
 def train_metric_encoder(
     encoder: MultimodalEncoder,
     loss: MetricLoss,
@@ -227,7 +222,7 @@ def train_metric_encoder(
             opt.step()
             total += float(value.detach())
             steps += 1
-        val = retrieval_metrics(_embed_all(encoder, inputs, val_idx), labels[val_idx])
+        val = retrieval_metrics(encoder.encode(inputs, val_idx), labels[val_idx])
         record = {"epoch": float(epoch), "loss": total / max(steps, 1), "val_map_at_r": val["map_at_r"],
                   "seconds": time.perf_counter() - t0}  # fmt: skip
         history.append(record)
@@ -244,9 +239,3 @@ def train_metric_encoder(
     return MetricTrainResult(best_epoch=best[1], epochs_run=len(history), seconds=time.perf_counter() - t0,
                              val={k: float(v) for k, v in best[3].items()}, history=history)  # fmt: skip
 
-
-def describe_config(cfg: MetricTrainConfig) -> dict[str, Any]:
-    """The config as a plain dict (for cache keys)."""
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
