@@ -78,16 +78,6 @@ def test_staging_folder_from_the_runner(tmp_path, monkeypatch):
     assert (out / "tables" / "t.csv").is_file() and len(moved) == 4  # csv, tex, two provenance records
 
 
-def test_atomic_path_leaves_target_untouched_on_error(tmp_path):
-    target = tmp_path / "f.txt"
-    target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with report.atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("boom")
-    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
-
-
 def test_number_formatting():
     assert format_number(5278) == "5{,}278"
     assert format_number(0.3051, 2) == "0.31"

@@ -113,7 +113,7 @@ def test_files_are_written_atomically(tmp_path: Path, monkeypatch: pytest.Monkey
     folder = text_cache_dir("fake-v1", tmp_path)
     shards = _shards(folder)
     assert len(shards) == 1 and (folder / "model.txt").read_text().strip() == "fake-v1"
-    assert not list(folder.glob(".tmp-*"))
+    assert not list(folder.glob(".*.tmp"))
     with np.load(shards[0]) as data:
         assert sorted(data["keys"].tolist()) == sorted(hashlib.sha1(t.encode()).hexdigest() for t in "ab")
         assert data["embeddings"].shape == (2, 8) and data["embeddings"].dtype == np.float32
@@ -127,7 +127,8 @@ def test_files_are_written_atomically(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(text_cache.os, "replace", spy)
     embed_texts(["c"], encoder=enc, cache_dir=tmp_path, progress=False)
-    assert len(replaced) == 1 and replaced[0][0].startswith(".tmp-") and replaced[0][1].startswith("shard-")
+    assert len(replaced) == 1 and replaced[0][0].startswith(".shard-") and replaced[0][0].endswith(".tmp")
+    assert replaced[0][1].startswith("shard-")
 
     # A crash while writing leaves neither a shard nor a temporary file behind.
     def crash(src, dst) -> None:
@@ -136,7 +137,7 @@ def test_files_are_written_atomically(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(text_cache.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         embed_texts(["d"], encoder=enc, cache_dir=tmp_path, progress=False)
-    assert len(_shards(folder)) == 2 and not list(folder.glob(".tmp-*"))
+    assert len(_shards(folder)) == 2 and not list(folder.glob(".*.tmp"))
 
 
 def test_many_shards_are_compacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,8 +25,6 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ import pandas as pd
 from torch_geometric.data import Data
 
 from . import train as _train
+from .atomic import write_json_atomic
 from .data import load_node_dataset
 from .models import node_model_config, resolve_node_model
 from .train import TrainConfig, TrainResult, train_node_classifier
@@ -209,19 +208,7 @@ class ResultCache:
             "result": dataclasses.asdict(result),
             "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
-        self.folder.mkdir(parents=True, exist_ok=True)
-        target = self.path(key)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(payload, fh, indent=1, sort_keys=True, allow_nan=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_json_atomic(self.path(key), payload, indent=1, sort_keys=True, allow_nan=True)
 
     def __contains__(self, spec: object) -> bool:
         return isinstance(spec, ExperimentSpec) and self.get(spec) is not None

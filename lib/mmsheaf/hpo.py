@@ -41,9 +41,7 @@ import datetime as _dt
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -59,6 +57,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from . import paths
+from .atomic import write_text_atomic
 
 __all__ = [
     "PRUNERS",
@@ -696,19 +695,6 @@ def best_params(study: optuna.Study, space: Mapping[str, Any] | None = None) -> 
     return out
 
 
-def _atomic_write(target: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_study(study: optuna.Study, folder: str | Path) -> dict[str, Path]:
     """Write ``trials.csv`` (:func:`study_frame`) and ``best.json`` into ``folder``, each atomically.
 
@@ -739,6 +725,6 @@ def save_study(study: optuna.Study, folder: str | Path) -> dict[str, Path]:
         "written": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     out = {"trials": folder / "trials.csv", "best": folder / "best.json"}
-    _atomic_write(out["trials"], frame.to_csv(index=False))
-    _atomic_write(out["best"], json.dumps(summary, indent=1, allow_nan=True, default=str) + "\n")
+    write_text_atomic(out["trials"], frame.to_csv(index=False))
+    write_text_atomic(out["best"], json.dumps(summary, indent=1, allow_nan=True, default=str) + "\n")
     return out

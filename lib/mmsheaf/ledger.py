@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .report import write_text_atomic
+from .atomic import write_text_atomic
 
 __all__ = [
     "RUN_FOLDERS",

@@ -33,17 +33,16 @@ import platform
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
 from . import paths
+from .atomic import atomic_path, write_text_atomic
 
 STAGE_ENV = "MMSHEAF_STAGE_DIR"
 """Environment variable naming the staging folder (set by :mod:`mmsheaf.runner`)."""
@@ -166,27 +165,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, tuple)):
         return list(obj)
     return repr(obj)
-
-
-# --------------------------------------------------------------------------------------- atomic writes
-@contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def write_text_atomic(target: Path, text: str) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------ formatting
@@ -431,6 +409,6 @@ def move_outputs(stage: Path, out_dir: Path) -> list[Path]:
 
 __all__ = [
     "Report", "Latex", "set_style", "figsize", "booktabs", "format_number", "latex_escape", "git_commit",
-    "package_versions", "hardware", "move_outputs", "atomic_path", "write_text_atomic", "PAPER_WIDTH_IN",
+    "package_versions", "hardware", "move_outputs", "PAPER_WIDTH_IN",
     "STAGE_ENV",
 ]

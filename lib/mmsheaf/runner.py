@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Callable
 
 from . import paths
+from .atomic import write_text_atomic
 from .notebooks import Notebook, discover, to_notebook
-from .report import STAGE_ENV, move_outputs, write_text_atomic
+from .report import STAGE_ENV, move_outputs
 
 
 class NotebookFailed(RuntimeError):

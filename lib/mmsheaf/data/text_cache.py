@@ -19,7 +19,6 @@ import functools
 import hashlib
 import os
 import re
-import tempfile
 import uuid
 import warnings
 import zipfile
@@ -32,6 +31,7 @@ import torch
 from torch import Tensor
 
 from mmsheaf import paths
+from mmsheaf.atomic import atomic_path, write_text_atomic
 
 __all__ = ["MAX_SHARDS", "TextEncoder", "default_text_model", "embed_texts", "text_cache_dir"]
 
@@ -148,16 +148,8 @@ def _write_shard(folder: Path, keys: Sequence[str], values: np.ndarray) -> Path:
     """Write one shard atomically (temporary file in the same folder, then ``os.replace``)."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"shard-{uuid.uuid4().hex}.npz"
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, keys=np.asarray(list(keys), dtype="U40"), embeddings=values.astype(np.float32))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp, open(tmp, "wb") as stream:  # a file object: np.savez adds no suffix
+        np.savez(stream, keys=np.asarray(list(keys), dtype="U40"), embeddings=values.astype(np.float32))
     return target
 
 
@@ -187,10 +179,7 @@ def _write_marker(folder: Path, identifier: str) -> None:
     marker = folder / "model.txt"
     if marker.exists():
         return
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".txt")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(identifier + "\n")
-    os.replace(temporary, marker)
+    write_text_atomic(marker, identifier + "\n")
 
 
 def _as_matrix(output: Any, rows: int, identifier: str) -> np.ndarray:

@@ -42,6 +42,8 @@ from mmsheaf.recsys import sheaf as _sheaf  # noqa: E402,F401  (registers "mm-sh
 from mmsheaf.recsys.sheaf import IdSheafRec, MultimodalSheafRec  # noqa: E402
 
 __all__ = [
+    "IdSheafRec",
+    "MultimodalSheafRec",
     "METRIC_NAMES",
     "MF",
     "RECOMMENDERS",

@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,6 +25,7 @@ import pandas as pd
 import torch
 
 from mmsheaf import paths
+from mmsheaf.atomic import write_json_atomic
 from mmsheaf.data.interactions import InteractionData
 from mmsheaf.experiments import canonical_json
 from mmsheaf.recsys.evaluate import ranking_metrics
@@ -154,10 +153,7 @@ class RunCache:
 
     def put(self, spec: RecRunSpec, result: dict[str, Any]) -> None:
         payload = {"spec": json.loads(canonical_json(spec.describe())), "result": result}
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-        os.replace(tmp, self.folder / f"{spec.key()}.json")
+        write_json_atomic(self.folder / f"{spec.key()}.json", payload, indent=1)
 
     def embeddings(self, spec: RecRunSpec) -> dict[str, torch.Tensor]:
         """The saved ``{"user", "item"}`` embeddings of a run made with ``save_embeddings=True``.
