@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from mmsheaf.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 

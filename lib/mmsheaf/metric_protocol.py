@@ -4,7 +4,7 @@ seeds, tuning, evaluation, robustness and zero-training references.
 .. code-block:: python
 
     spec = MetricRunSpec("item", "arcface", seed=0, train={"epochs": 30})
-    runs = run_specs([spec], RunCache(paths.cache_root() / "metric_runs"))
+    runs = run_specs([spec], metric_cache())
     runs[["test_map_at_r", "test_p_at_1", "seconds"]]
 
 Every run is keyed by the sha256 of everything that determines it (task and its options, loss and its
@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from . import paths
+from .atomic import atomic_path
 from .data.clothing import MetricTask, load_clothing_task
 from .encoders.fusion import EncoderConfig, MultimodalEncoder
 from .encoders.inputs import ModalityInputs
@@ -34,7 +35,7 @@ from .experiments import canonical_json
 from .losses import build_loss, resolve_loss
 from .metric_train import MetricTrainConfig, train_metric_encoder
 from .metrics import classification_metrics, clustering_metrics, retrieval_metrics
-from .recsys.protocol import RunCache
+from .runcache import SpecCache, run_cached
 
 __all__ = [
     "SCHEMA",
@@ -145,9 +146,9 @@ class MetricRunSpec:
         return hashlib.sha256(canonical_json(self.describe()).encode()).hexdigest()
 
 
-def metric_cache() -> RunCache:
+def metric_cache() -> SpecCache:
     """The run cache of notebook 03: ``paths.cache_root()/"metric_runs"``."""
-    return RunCache(paths.cache_root() / "metric_runs")
+    return SpecCache(paths.cache_root() / "metric_runs")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -293,7 +294,7 @@ def _run(spec: MetricRunSpec) -> dict[str, Any]:
     return out
 
 
-def test_embeddings(spec: MetricRunSpec, cache: RunCache | None = None) -> Tensor:
+def test_embeddings(spec: MetricRunSpec, cache: SpecCache | None = None) -> Tensor:
     """The test-row embeddings of ``spec``'s trained encoder, kept as ``<key>.test.pt`` in the cache folder;
     when missing, the run is trained again (same seed) to make them.
 
@@ -306,45 +307,32 @@ def test_embeddings(spec: MetricRunSpec, cache: RunCache | None = None) -> Tenso
         return torch.load(path)
     task, inputs, encoder, _ = _fit(spec)
     emb = encoder.encode(inputs, task.test_idx)
-    torch.save(emb, path)
+    with atomic_path(path) as tmp:
+        torch.save(emb, tmp)
     return emb
 
 
-def run_specs(specs: Sequence[MetricRunSpec], cache: RunCache | None = None, progress: bool = True,
+def run_specs(specs: Sequence[MetricRunSpec], cache: SpecCache | None = None, progress: bool = True,
               desc: str = "runs") -> pd.DataFrame:  # fmt: skip
     """Run every spec not cached yet (checking the cache again just before each run, so processes may share
     it) and return one row per spec: ``task, loss, seed, key, cached, seconds, best_epoch, epochs_run``,
     ``val_<metric>`` and ``test_<metric>``; the robustness records (if any) are in ``robustness``."""
-    from tqdm import tqdm
-
     cache = cache if cache is not None else metric_cache()
-    todo = [s for s in specs if cache.get(s) is None]
-    bar = tqdm(total=len(todo), desc=f"{desc} ({len(specs) - len(todo)} cached)", unit="run", smoothing=0,
-               disable=not progress or not todo)  # fmt: skip
-    rows = []
-    try:
-        for spec in specs:
-            hit = cache.get(spec)
-            if hit is None:
-                bar.set_postfix_str(f"{spec.task} {spec.loss} seed {spec.seed}")
-                cache.put(spec, _run(spec))
-                hit = cache.get(spec)
-                bar.update(1)
-            result = hit["result"]
-            rows.append({"task": spec.task, "loss": spec.loss, "seed": spec.seed, "key": spec.key(),
-                         "cached": spec not in todo, "seconds": result["seconds"],
-                         "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
-                         **_prefixed("val_", result["val"]), **_prefixed("test_", result["test"]),
-                         "robustness": result.get("robustness")})  # fmt: skip
-    finally:
-        bar.close()
-    return pd.DataFrame(rows)
+
+    def row(spec: MetricRunSpec, result: dict[str, Any]) -> dict[str, Any]:
+        return {"task": spec.task, "loss": spec.loss, "seed": spec.seed, "seconds": result["seconds"],
+                "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
+                **_prefixed("val_", result["val"]), **_prefixed("test_", result["test"]),
+                "robustness": result.get("robustness")}  # fmt: skip
+
+    return run_cached(specs, cache, _run, row, label=lambda spec: f"{spec.task} {spec.loss} seed {spec.seed}",
+                      progress=progress, desc=desc)  # fmt: skip
 
 
 def tune(loss: str, task: str, n_trials: int, *, space: Mapping[str, Any] | None = None,
          encoder: Mapping[str, Any] | None = None, train: Mapping[str, Any] | None = None,
          data_options: Mapping[str, Any] | None = None, seed: int = 0, storage: str | None = None,
-         cache: RunCache | None = None, progress: bool = True):  # fmt: skip
+         cache: SpecCache | None = None, progress: bool = True):  # fmt: skip
     """Tune a loss's own hyperparameters on validation MAP@R with ``n_trials`` Optuna trials (TPE, seeded).
 
     The space defaults to the loss's :attr:`~mmsheaf.losses.LossSpec.search`. Every trial is a cached

@@ -25,13 +25,14 @@ import pandas as pd
 import torch
 
 from mmsheaf import paths
-from mmsheaf.atomic import write_json_atomic
+from mmsheaf.atomic import atomic_path
 from mmsheaf.data.interactions import InteractionData
 from mmsheaf.experiments import canonical_json
 from mmsheaf.recsys.evaluate import ranking_metrics
 from mmsheaf.recsys.models import build_recommender
 from mmsheaf.recsys.synthetic import planted_interactions
 from mmsheaf.recsys.train import RecTrainConfig, fit_recommender
+from mmsheaf.runcache import SpecCache, run_cached
 from mmsheaf.train import set_seed
 
 __all__ = [
@@ -136,24 +137,12 @@ class RecRunSpec:
         return hashlib.sha256(canonical_json(self.describe()).encode()).hexdigest()
 
 
-class RunCache:
-    """Results of :class:`RecRunSpec` runs as ``<key>.json`` (and ``<key>.pt`` embeddings) in ``folder``."""
+class RunCache(SpecCache):
+    """Results of :class:`RecRunSpec` runs as ``<key>.json`` (and ``<key>.pt`` embeddings) in ``folder``
+    (default ``paths.cache_root()/"recsys_runs"``)."""
 
     def __init__(self, folder: str | Path | None = None) -> None:
-        self.folder = Path(folder) if folder is not None else paths.cache_root() / "recsys_runs"
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    def get(self, spec: RecRunSpec) -> dict[str, Any] | None:
-        path = self.folder / f"{spec.key()}.json"
-        try:
-            payload = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        return payload if payload.get("spec") == json.loads(canonical_json(spec.describe())) else None
-
-    def put(self, spec: RecRunSpec, result: dict[str, Any]) -> None:
-        payload = {"spec": json.loads(canonical_json(spec.describe())), "result": result}
-        write_json_atomic(self.folder / f"{spec.key()}.json", payload, indent=1)
+        super().__init__(folder if folder is not None else paths.cache_root() / "recsys_runs")
 
     def embeddings(self, spec: RecRunSpec) -> dict[str, torch.Tensor]:
         """The saved ``{"user", "item"}`` embeddings of a run made with ``save_embeddings=True``.
@@ -166,9 +155,6 @@ class RunCache:
         if not path.exists():
             _run(spec, self)
         return torch.load(path)
-
-    def __len__(self) -> int:
-        return len(list(self.folder.glob("*.json")))
 
 
 @torch.no_grad()
@@ -210,7 +196,8 @@ def _run(spec: RecRunSpec, cache: RunCache) -> dict[str, Any]:
         model.eval()
         with torch.no_grad():
             user_emb, item_emb = model(data)
-        torch.save({"user": user_emb.cpu(), "item": item_emb.cpu()}, cache.folder / f"{spec.key()}.pt")
+        with atomic_path(cache.folder / f"{spec.key()}.pt") as tmp:
+            torch.save({"user": user_emb.cpu(), "item": item_emb.cpu()}, tmp)
     return out
 
 
@@ -219,36 +206,17 @@ def run_specs(specs: Sequence[RecRunSpec], cache: RunCache | None = None, progre
     """Run every spec not cached yet (checking the cache again just before each run, so processes may share
     it) and return one row per spec: ``dataset, model, seed, key, cached``, ``val_<metric>``,
     ``test_<metric>``, ``best_epoch, epochs_run, seconds, ms_per_epoch`` and the raw ``result`` dict."""
-    from tqdm.auto import tqdm
-
     cache = cache if cache is not None else RunCache()
-    todo = [s for s in specs if cache.get(s) is None]
-    bar = tqdm(total=len(todo), desc=f"{desc} ({len(specs) - len(todo)} cached)", unit="run", smoothing=0,
-               disable=not progress or not todo)  # fmt: skip
-    rows = []
-    try:
-        for spec in specs:
-            hit = cache.get(spec)
-            cached = hit is not None
-            if hit is None:
-                bar.set_postfix_str(f"{spec.model} seed {spec.seed}")
-                result = _run(spec, cache)
-                cache.put(spec, result)
-                bar.update(1)
-            else:
-                result = hit["result"]
-                if spec in todo:
-                    bar.update(1)
-            row = {"dataset": spec.dataset, "model": spec.model, "seed": spec.seed, "key": spec.key(),
-                   "cached": cached}  # fmt: skip
-            row.update({f"val_{k}": v for k, v in result["val"].items()})
-            row.update({f"test_{k}": v for k, v in result["test"].items()})
-            row.update({k: result[k] for k in ("best_epoch", "epochs_run", "seconds", "ms_per_epoch")})
-            row["result"] = result
-            rows.append(row)
-    finally:
-        bar.close()
-    return pd.DataFrame(rows)
+
+    def row(spec: RecRunSpec, result: dict[str, Any]) -> dict[str, Any]:
+        return {"dataset": spec.dataset, "model": spec.model, "seed": spec.seed,
+                **{f"val_{k}": v for k, v in result["val"].items()},
+                **{f"test_{k}": v for k, v in result["test"].items()},
+                **{k: result[k] for k in ("best_epoch", "epochs_run", "seconds", "ms_per_epoch")},
+                "result": result}  # fmt: skip
+
+    return run_cached(specs, cache, lambda spec: _run(spec, cache), row,
+                      label=lambda spec: f"{spec.model} seed {spec.seed}", progress=progress, desc=desc)  # fmt: skip
 
 
 def summarise_runs(df: pd.DataFrame, metrics: Sequence[str] = ("recall@10", "recall@20", "ndcg@10", "ndcg@20"),
