@@ -255,6 +255,8 @@ def test_lightgcn_matches_a_dense_reference(data) -> None:
     assert torch.allclose(torch.cat([user_emb, item_emb]), expected, atol=1e-6)
     zero = build("lightgcn", data, layers=0)
     assert torch.equal(zero(data)[0], zero.user_embedding.weight)
+    mf = build("mf", data, dim=SMALL["lightgcn"]["dim"])  # same seed: LightGCN with 0 layers is MF exactly
+    assert all(torch.equal(a, b) for a, b in zip(zero(data), mf(data)))
 
 
 def test_propagation_matrix_is_built_once_per_graph(data, monkeypatch) -> None:

@@ -26,6 +26,8 @@ log scale (papers 0.07-0.5), triplet margin 0.01-1 on a log scale (distances on 
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from pytorch_metric_learning import losses, miners
 from torch import Tensor
@@ -125,43 +127,34 @@ def multisimilarity(
     return MetricLoss("multisimilarity", loss, miner, hparams=hparams)
 
 
+_contrastive_loss = partial(LossSpec, family="contrastive", has_head=False, views=1)
+
 CONTRASTIVE_LOSSES: tuple[LossSpec, ...] = (
-    LossSpec(
+    _contrastive_loss(
         name="supcon",
         display="SupCon",
-        family="contrastive",
-        has_head=False,
-        views=1,
         defaults={"temperature": 0.1},
         search={"temperature": _TEMPERATURE},
         factory=supcon,
     ),
-    LossSpec(
+    _contrastive_loss(
         name="ntxent",
         display="NT-Xent",
-        family="contrastive",
-        has_head=False,
         views=2,
         defaults={"temperature": 0.1},
         search={"temperature": _TEMPERATURE},
         factory=ntxent,
     ),
-    LossSpec(
+    _contrastive_loss(
         name="triplet",
         display="Triplet (semi-hard)",
-        family="contrastive",
-        has_head=False,
-        views=1,
         defaults={"margin": 0.1},
         search={"margin": {"type": "float", "low": 0.01, "high": 1.0, "log": True}},
         factory=triplet,
     ),
-    LossSpec(
+    _contrastive_loss(
         name="multisimilarity",
         display="Multi-similarity",
-        family="contrastive",
-        has_head=False,
-        views=1,
         defaults={"alpha": 2.0, "beta": 50.0, "base": 0.5, "epsilon": 0.1},
         search={
             "alpha": {"type": "float", "low": 0.1, "high": 20.0, "log": True},

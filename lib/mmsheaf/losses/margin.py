@@ -27,6 +27,8 @@ scales 8-128 on a log scale (papers 30-64), NormSoftmax temperature 0.01-1 on a 
 
 from __future__ import annotations
 
+from functools import partial
+
 from pytorch_metric_learning import losses
 
 from .registry import LossSpec, MetricLoss
@@ -111,43 +113,33 @@ def normsoftmax(num_classes: int, embedding_size: int, *, temperature: float) ->
     return MetricLoss("normsoftmax", loss, hparams={"temperature": temperature}, num_classes=num_classes)
 
 
+_margin_loss = partial(LossSpec, family="angular-margin", has_head=True, views=1)
+
 MARGIN_LOSSES: tuple[LossSpec, ...] = (
-    LossSpec(
+    _margin_loss(
         name="arcface",
         display="ArcFace",
-        family="angular-margin",
-        has_head=True,
-        views=1,
         defaults={"margin": 28.6, "scale": 64.0},
         search={"margin": _ARC_MARGIN, "scale": _SCALE},
         factory=arcface,
     ),
-    LossSpec(
+    _margin_loss(
         name="subcenter-arcface",
         display="Sub-center ArcFace",
-        family="angular-margin",
-        has_head=True,
-        views=1,
         defaults={"margin": 28.6, "scale": 64.0, "sub_centers": 3},
         search={"margin": _ARC_MARGIN, "scale": _SCALE, "sub_centers": {"type": "int", "low": 2, "high": 5}},
         factory=subcenter_arcface,
     ),
-    LossSpec(
+    _margin_loss(
         name="cosface",
         display="CosFace",
-        family="angular-margin",
-        has_head=True,
-        views=1,
         defaults={"margin": 0.35, "scale": 64.0},
         search={"margin": {"type": "float", "low": 0.05, "high": 0.6}, "scale": _SCALE},
         factory=cosface,
     ),
-    LossSpec(
+    _margin_loss(
         name="normsoftmax",
         display="NormSoftmax",
-        family="angular-margin",
-        has_head=True,
-        views=1,
         defaults={"temperature": 0.05},
         search={"temperature": {"type": "float", "low": 0.01, "high": 1.0, "log": True}},
         factory=normsoftmax,

@@ -344,7 +344,7 @@ class MF(Recommender):
 
 
 @register_recommender("lightgcn", display="LightGCN")
-class LightGCN(Recommender):
+class LightGCN(MF):
     r"""LightGCN from `"LightGCN: Simplifying and Powering Graph Convolution Network for Recommendation"
     <https://arxiv.org/abs/2002.02126>`_ (He et al., SIGIR 2020); the propagation is PyG's
     :class:`~torch_geometric.nn.conv.LGConv` (:func:`symmetric_spmm`, with a faster backward).
@@ -367,19 +367,10 @@ class LightGCN(Recommender):
     """
 
     def __init__(self, data: InteractionData, dim: int = 64, layers: int = 3, init_std: float = 0.1) -> None:
-        super().__init__()
-        _check_positive("lightgcn", dim=dim)
         if not isinstance(layers, int) or layers < 0:
             raise ValueError(f"lightgcn: layers must be an integer >= 0, got {layers!r}.")
-        self.num_users, self.num_items = data.num_users, data.num_items
-        self.dim, self.layers, self.init_std = dim, layers, init_std
-        self.user_embedding = nn.Embedding(data.num_users, dim)
-        self.item_embedding = nn.Embedding(data.num_items, dim)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        nn.init.normal_(self.user_embedding.weight, std=self.init_std)
-        nn.init.normal_(self.item_embedding.weight, std=self.init_std)
+        super().__init__(data, dim, init_std)  # the id embeddings of MF, initialised the same way
+        self.layers = layers
 
     def forward(self, data: InteractionData) -> tuple[Tensor, Tensor]:
         self.check_data(data)
@@ -389,7 +380,7 @@ class LightGCN(Recommender):
         return x[: self.num_users], x[self.num_users :]
 
     def extra_repr(self) -> str:
-        return f"users={self.num_users}, items={self.num_items}, dim={self.dim}, layers={self.layers}"
+        return f"{super().extra_repr()}, layers={self.layers}"
 
 
 class _MaskedFeatures(nn.Module):
