@@ -198,7 +198,9 @@ def ego_graphs(
 
 class EgoGraphEncoder(nn.Module):
     """Base class: ``forward(x, ego)`` with ``x`` the :math:`(M, F_{in})` content of every node copy (the
-    centres' rows ignored) returns the :math:`(B, F_{out})` tokens of the centres."""
+    centres' rows ignored) returns the :math:`(B, F_{out})` tokens of the centres. Subclasses keep their
+    layers in ``self.convs`` (:meth:`_conv_stack` builds the usual stack), which :meth:`reset_parameters`
+    resets."""
 
     def __init__(
         self, in_channels: int, out_channels: int, num_layers: int = 1, dropout: float = 0.0
@@ -208,6 +210,15 @@ class EgoGraphEncoder(nn.Module):
             raise ValueError(f"need positive sizes, got {in_channels=}, {out_channels=}, {num_layers=}.")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.num_layers, self.dropout = num_layers, dropout
+
+    def _conv_stack(self, make: Callable[[int, int], nn.Module]) -> nn.ModuleList:
+        """``num_layers`` convolutions ``make(in, out)``: the first from ``in_channels``, all to ``out_channels``."""
+        sizes = [self.in_channels] + [self.out_channels] * self.num_layers
+        return nn.ModuleList(make(sizes[i], sizes[i + 1]) for i in range(self.num_layers))
+
+    def reset_parameters(self) -> None:
+        for conv in self.convs:
+            conv.reset_parameters()
 
     def _neutral_centres(self, x: Tensor, ego: EgoGraphs, centre_state: Tensor | None = None) -> Tensor:
         fill = x.new_zeros(()) if centre_state is None else centre_state.unsqueeze(0)
@@ -242,16 +253,8 @@ class SAGEEgoEncoder(EgoGraphEncoder):
         self, in_channels: int, out_channels: int, num_layers: int = 1, dropout: float = 0.0
     ) -> None:
         super().__init__(in_channels, out_channels, num_layers, dropout)
-        sizes = [in_channels] + [out_channels] * num_layers
-        self.convs = nn.ModuleList(
-            SAGEConv(sizes[i], sizes[i + 1], aggr="mean", root_weight=num_layers > 1)
-            for i in range(num_layers)
-        )
+        self.convs = self._conv_stack(lambda i, o: SAGEConv(i, o, aggr="mean", root_weight=num_layers > 1))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        for conv in self.convs:
-            conv.reset_parameters()
 
     def forward(self, x: Tensor, ego: EgoGraphs) -> Tensor:
         h = self._neutral_centres(x, ego)
@@ -284,15 +287,8 @@ class GCNEgoEncoder(EgoGraphEncoder):
         self, in_channels: int, out_channels: int, num_layers: int = 1, dropout: float = 0.0
     ) -> None:
         super().__init__(in_channels, out_channels, num_layers, dropout)
-        sizes = [in_channels] + [out_channels] * num_layers
-        self.convs = nn.ModuleList(
-            GCNConv(sizes[i], sizes[i + 1], add_self_loops=False, normalize=False) for i in range(num_layers)
-        )
+        self.convs = self._conv_stack(lambda i, o: GCNConv(i, o, add_self_loops=False, normalize=False))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        for conv in self.convs:
-            conv.reset_parameters()
 
     def forward(self, x: Tensor, ego: EgoGraphs) -> Tensor:
         h = self._neutral_centres(x, ego)
@@ -359,8 +355,7 @@ class SheafEgoEncoder(EgoGraphEncoder):
     def reset_parameters(self) -> None:
         self.lift.reset_parameters()
         nn.init.normal_(self.centre_state, std=0.1)
-        for conv in self.convs:
-            conv.reset_parameters()
+        super().reset_parameters()
         self.readout.reset_parameters()
 
     def forward(self, x: Tensor, ego: EgoGraphs) -> Tensor:
