@@ -69,7 +69,7 @@ from mmsheaf.data import graph_stats
 from mmsheaf.experiments import ResultCache, run_experiments, summarise
 from mmsheaf.ledger import ledger_path, seed_cache
 from mmsheaf.models import resolve_node_model
-from mmsheaf.nsd_reference import NSD_HOMOPHILY, best_sheaf_result
+from mmsheaf.nsd_reference import best_sheaf_result
 from mmsheaf.report import Latex, Report, figsize, latex_escape
 
 params = dict(

@@ -57,8 +57,6 @@ COLD_MODELS = ["vbpr", "late-fusion", "mm-sheaf"]
 MAP_MODEL = "mm-sheaf"
 
 # %%
-import json
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
