@@ -275,6 +275,37 @@ def test_nsd_protocol_dataset_train_block_applies_to_sheaf_models_only():
     assert cfg_b.lr == 0.01 and "d" not in hp_b
 
 
+def test_config_candidates_are_chosen_on_validation_accuracy_only():
+    from mmsheaf import nsd_protocol as proto
+
+    configs = {
+        "texas": {"source": "ours", "sheaf": {"d": 2, "layers": 2}, "train": {"lr": 0.01},
+                  "candidates": [{}, {"sheaf": {"layers": 3}}, {"train": {"lr": 0.02}}]},
+        "cora": {"sheaf": {"d": 3}},
+    }  # fmt: skip
+    cands = proto.candidate_specs(["texas", "cora"], "diag-nsd", [0, 1], {"epochs": 5}, {}, configs)
+    assert sorted(cands) == [("texas", 0), ("texas", 1), ("texas", 2)]
+    assert dict(cands[("texas", 1)][0].model_hparams) == {"d": 2, "layers": 3}
+    assert cands[("texas", 2)][1].train.lr == 0.02 and cands[("texas", 2)][1].split == 1
+    # candidate 1 is best on validation; candidate 2 is best on test, which must not matter
+    val = {0: [0.5, 0.6], 1: [0.7, 0.7], 2: [0.6, 0.6]}
+    rows = [{"key": s.key(), "val_acc": val[i][j], "test_acc": 0.99 if i == 2 else 0.1}
+            for (_, i), specs in cands.items() for j, s in enumerate(specs)]  # fmt: skip
+    chosen, table = proto.choose_candidates(pd.DataFrame(rows), cands, configs)
+    assert table.chosen.tolist() == [False, True, False]
+    assert table.label.tolist() == ["base", "layers=3", "lr=0.02"]
+    assert table.val_mean.tolist() == pytest.approx([55.0, 70.0, 60.0])
+    assert chosen["texas"]["sheaf"] == {"d": 2, "layers": 3} and chosen["texas"]["train"] == {"lr": 0.01}
+    assert "candidates" not in chosen["texas"] and "candidate 1 of 3" in chosen["texas"]["source"]
+    assert chosen["cora"] == configs["cora"] and "candidates" in configs["texas"]  # the input is not modified
+    table_spec = proto.table_specs(["texas"], ["diag-nsd"], [0], {"epochs": 5}, {}, chosen)[0]
+    assert table_spec.key() == cands[("texas", 1)][0].key()  # the table reuses the selection's runs
+    with pytest.raises(ValueError, match="no result"):
+        proto.choose_candidates(pd.DataFrame(rows[:2]), cands, configs)
+    with pytest.raises(ValueError, match="may only set sheaf and train"):
+        proto.candidate_specs(["texas"], "diag-nsd", [0], {}, {}, {"texas": {"candidates": [{"gcn": {}}]}})
+
+
 def test_a_result_another_process_finished_meanwhile_is_read_not_rerun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
