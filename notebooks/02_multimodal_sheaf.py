@@ -49,6 +49,7 @@ SEEDS = [0, 1]
 ABLATIONS = {
     "no cross-modal blocks (diag)": {"sheaf": "diag"},
     "orthogonal maps": {"sheaf": "orth"},
+    "zero-initialised maps": {"zero_init_maps": True},
     "without text": {"modalities": ["id", "tabular"]},
     "without tabular": {"modalities": ["id", "text"]},
 }
@@ -161,7 +162,8 @@ rep.table(table, "recsys_ml100k", tex=tex, escape=False)
 # %% [markdown]
 # ## Ablations of the multimodal sheaf
 # The tuned multimodal sheaf with one thing changed: no cross-modal blocks (diagonal maps), orthogonal maps,
-# or one modality removed from the stalk.
+# the map learner's output layer started at zero (so training starts from the constant sheaf on each
+# modality, with no cross-modal mixing until the gradients add some), or one modality removed from the stalk.
 
 # %%
 ablation_specs = {label: specs_for("mm-sheaf", SEEDS, extra=change) for label, change in ABLATIONS.items()}

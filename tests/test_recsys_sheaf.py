@@ -102,6 +102,22 @@ def test_zero_learner_gives_per_modality_gcn_propagation_with_layer_mean(partial
     assert torch.equal(states[-1][partial.num_users :, 1], x[partial.num_users :, 1])  # text never moved
 
 
+@pytest.mark.parametrize("learner", ["linear", "mlp"])
+def test_zero_initialised_maps_start_from_the_constant_sheaf_and_still_learn(learner: str, partial) -> None:
+    model = build(partial, sheaf="gen", layers=2, map_learner=learner, zero_init_maps=True)
+    manual = build(partial, sheaf="gen", layers=2, map_learner=learner)
+    manual.load_state_dict(model.state_dict())  # same blocks; zero every learner weight by hand
+    with torch.no_grad():
+        for p in manual.map_learner.parameters():
+            p.zero_()
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(model(partial), manual(partial)))
+    bpr_loss(*model(partial), *bpr_batch(partial), reg_weight=1e-2).backward()
+    last = model.map_learner.lin2 if learner == "mlp" else model.map_learner.lin
+    assert last.weight.grad.abs().sum() > 0  # the cross-modal blocks can grow from zero
+    with pytest.raises(ValueError, match="zero_init_maps"):
+        build(partial, sheaf="orth", zero_init_maps=True)
+
+
 def test_orthogonal_maps_are_orthogonal_when_everything_is_observed(data) -> None:
     model = build(data, sheaf="orth")
     perturb_maps(model)

@@ -77,6 +77,9 @@ class MultimodalSheafRec(Recommender):
         map_hidden: Hidden width of the ``"mlp"`` learner.
         identity_offset: Maps are :math:`I + \sigma(\cdot)` (``"diag"``, ``"gen"``) so that training starts
             from the constant sheaf; ``False`` gives NSD's :math:`\sigma(\cdot)`.
+        zero_init_maps: Start the map learner's output layer at zero, so that (with ``identity_offset``)
+            training starts from the constant sheaf on each modality *exactly*: no cross-modal mixing at
+            initialisation, only what the BPR gradients add (``"diag"`` and ``"gen"`` maps only).
         modality_dropout: During training, the probability of hiding each content block (text, tabular) of
             each item, to teach the model to score items with a missing modality.
         init_std: Standard deviation of the id embeddings at initialisation (LightGCN: 0.1).
@@ -97,6 +100,7 @@ class MultimodalSheafRec(Recommender):
         identity_offset: bool = True,
         modality_dropout: float = 0.0,
         init_std: float = 0.1,
+        zero_init_maps: bool = False,
     ) -> None:
         super().__init__()
         modalities = tuple(modalities)
@@ -111,12 +115,15 @@ class MultimodalSheafRec(Recommender):
         validate_sheaf(sheaf, len(modalities))
         if map_learner not in MAP_LEARNERS:
             raise ValueError(f"unknown map_learner {map_learner!r}: choose one of {sorted(MAP_LEARNERS)}.")
+        if zero_init_maps and (sheaf == "orth" or not identity_offset):
+            raise ValueError("zero_init_maps needs identity_offset=True and sheaf 'diag' or 'gen' (zero maps "
+                             "would cut every edge otherwise).")  # fmt: skip
         if layers < 0 or dim < 1 or not 0.0 <= modality_dropout < 1.0:
             raise ValueError("need layers >= 0, dim >= 1 and 0 <= modality_dropout < 1.")
         self.num_users, self.num_items = data.num_users, data.num_items
         self.dim, self.layers, self.sheaf, self.modalities = dim, layers, sheaf, modalities
         self.step, self.identity_offset, self.modality_dropout = step, identity_offset, modality_dropout
-        self.init_std = init_std
+        self.init_std, self.zero_init_maps = init_std, zero_init_maps
         self.id_embedding = nn.Embedding(data.num_nodes, dim) if "id" in modalities else None
         self.encoders = nn.ModuleDict()
         for side, feats in (("user", data.user_features), ("item", data.item_features)):
@@ -135,6 +142,9 @@ class MultimodalSheafRec(Recommender):
         for enc in self.encoders.values():
             enc.reset_parameters()
         self.map_learner.reset_parameters()
+        if self.zero_init_maps:
+            last = self.map_learner.lin2 if hasattr(self.map_learner, "lin2") else self.map_learner.lin
+            nn.init.zeros_(last.weight)
 
     # ---------------------------------------------------------------------------------------------- graph
     def graph_index(self, data: InteractionData) -> SheafIndex:
