@@ -86,3 +86,14 @@ def test_an_error_keeps_the_finished_runs(tmp_path):
     with pytest.raises(RuntimeError, match="diverged"):
         run_cached([Spec("good"), Spec("bad")], cache, run, lambda s, r: dict(r), progress=False)
     assert cache.get(Spec("good")) is not None and cache.get(Spec("bad")) is None
+
+
+def test_a_reverse_worker_runs_from_the_other_end_and_returns_rows_in_order(tmp_path, monkeypatch):
+    cache, calls = SpecCache(tmp_path), []
+    monkeypatch.setenv("MMSHEAF_RUN_ORDER", "reverse")
+    df = run_cached([Spec("a"), Spec("b"), Spec("c")], cache, lambda s: calls.append(s.name) or {"n": s.name},
+                    lambda s, r: dict(r), progress=False)  # fmt: skip
+    assert calls == ["c", "b", "a"] and df.n.tolist() == ["a", "b", "c"]
+    monkeypatch.setenv("MMSHEAF_RUN_ORDER", "sideways")
+    with pytest.raises(ValueError, match="MMSHEAF_RUN_ORDER"):
+        run_cached([Spec("d")], cache, lambda s: {}, lambda s, r: dict(r), progress=False)

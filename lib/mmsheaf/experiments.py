@@ -25,11 +25,12 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from torch_geometric.data import Data
@@ -44,9 +45,11 @@ __all__ = [
     "SCHEMA",
     "ExperimentSpec",
     "ResultCache",
+    "RUN_ORDER_ENV",
     "canonical_json",
     "run_experiments",
     "summarise",
+    "worker_order",
 ]
 
 SCHEMA = "mmsheaf.node-classification/2"  # 2: the NSD protocol row-normalises features (nsd_protocol.load_graph)
@@ -56,6 +59,26 @@ RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainR
 """The :class:`~mmsheaf.train.TrainResult` fields each row carries."""
 
 ROW_COLUMNS: tuple[str, ...] = ("dataset", "model", "split", "hparams", *RESULT_FIELDS, "cached", "key")
+
+
+RUN_ORDER_ENV = "MMSHEAF_RUN_ORDER"
+"""Environment variable: ``forward`` (default) or ``reverse``, the order in which this process walks its runs."""
+
+T = TypeVar("T")
+
+
+def worker_order(items: Sequence[T]) -> list[T]:
+    """``items`` in the order this process should run them: as given, or reversed when the environment sets
+    ``MMSHEAF_RUN_ORDER=reverse``.
+
+    Run caches are checked again just before every run, so a second process started on the same notebook with
+    ``MMSHEAF_RUN_ORDER=reverse`` shares the work: each starts from its own end and takes the other's finished
+    runs from the cache, until they meet (at most the run in flight there is done twice).
+    """
+    order = os.environ.get(RUN_ORDER_ENV, "forward").strip().lower() or "forward"
+    if order not in ("forward", "reverse"):
+        raise ValueError(f"{RUN_ORDER_ENV}={order!r}: use 'forward' (the default) or 'reverse'.")
+    return list(items)[::-1] if order == "reverse" else list(items)
 
 
 def _canonical(value: Any) -> Any:
@@ -252,8 +275,8 @@ def run_experiments(
     estimate.
     Duplicate specs run once. An exception (or Ctrl-C) stops the loop; finished results stay cached.
     The cache is checked again just before each run, so several processes may share one cache folder
-    (e.g. a second worker walking the same specs in reverse order): a run another process has finished
-    meanwhile is read, not repeated.
+    (e.g. a second worker walking the same specs in reverse order, ``MMSHEAF_RUN_ORDER=reverse``,
+    :func:`worker_order`): a run another process has finished meanwhile is read, not repeated.
 
     Args:
         specs: The runs.
@@ -285,7 +308,8 @@ def run_experiments(
         else:
             results[key] = (hit, True)
 
-    last_use = {spec.dataset: key for key, spec in pending.items()}
+    todo = worker_order(list(pending.items()))
+    last_use = {spec.dataset: key for key, spec in todo}
     loaded: dict[str, Data] = {}
     bar = tqdm(
         total=len(pending),
@@ -295,7 +319,7 @@ def run_experiments(
         disable=not progress or not pending,
     )
     try:
-        for key, spec in pending.items():
+        for key, spec in todo:
             bar.set_postfix_str(f"{spec.dataset} {spec.model} split {spec.split}")
             hit = cache.get(spec, key)  # another process sharing the cache may have finished it meanwhile
             if hit is not None:

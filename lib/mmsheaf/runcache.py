@@ -9,7 +9,8 @@ record format of the run ledgers (:mod:`mmsheaf.ledger`).
 
 :func:`run_cached` runs every spec the cache lacks and returns one table row per spec. It checks the cache
 again just before each run, so several worker processes may walk the same specs (for instance in opposite
-orders) and share one folder: a run another worker has finished meanwhile is read, not repeated.
+orders: ``MMSHEAF_RUN_ORDER=reverse``, :func:`~mmsheaf.experiments.worker_order`) and share one folder: a run
+another worker has finished meanwhile is read, not repeated.
 
 Example::
 
@@ -27,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 import pandas as pd
 
 from .atomic import write_text_atomic
-from .experiments import canonical_json
+from .experiments import canonical_json, worker_order
 
 __all__ = ["RunSpec", "SpecCache", "run_cached"]
 
@@ -110,9 +111,9 @@ def run_cached(
     todo = {spec.key() for spec in specs if cache.get(spec) is None}
     bar = tqdm(total=len(todo), desc=f"{desc} ({len(specs) - len(todo)} cached)", unit="run", smoothing=0,
                disable=not progress or not todo)  # fmt: skip
-    rows = []
+    rows: list[dict[str, Any]] = [{} for _ in specs]
     try:
-        for spec in specs:
+        for i, spec in worker_order(list(enumerate(specs))):  # MMSHEAF_RUN_ORDER=reverse: from the other end
             key = spec.key()
             hit = cache.get(spec)  # another worker sharing the cache may have finished it meanwhile
             ran = hit is None
@@ -122,7 +123,7 @@ def run_cached(
             if key in todo:
                 todo.discard(key)  # a spec listed twice runs once and counts once
                 bar.update(1)
-            rows.append({**row(spec, hit["result"]), "key": key, "cached": not ran})
+            rows[i] = {**row(spec, hit["result"]), "key": key, "cached": not ran}
     finally:
         bar.close()
     return pd.DataFrame(rows)
