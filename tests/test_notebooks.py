@@ -211,6 +211,39 @@ def test_up_to_date_notebooks_are_skipped_until_an_input_changes(tmp_path):
         assert not is_up_to_date(nb, "paper", out), "a module it imports is"
 
 
+EDITS_ITS_PARAMS = """
+# %% tags=["parameters"]
+PROFILE = "smoke"
+VALUE = 1
+
+# %%
+import os
+from pathlib import Path
+
+import pandas as pd
+from mmsheaf.report import Report
+
+Path(os.environ["EDIT_WHILE_RUNNING"]).write_text("VALUE: 9\\n")  # someone edits the params mid-run
+rep = Report("97_edited", PROFILE, params={"VALUE": VALUE})
+rep.table(pd.DataFrame({"value": [VALUE]}), "edited_table")
+rep.close()
+"""
+
+
+@pytest.mark.slow
+def test_inputs_edited_during_a_run_make_it_out_of_date(tmp_path, monkeypatch):
+    """The manifest hashes the inputs the run used (read at its start), not those found when it ends."""
+    folder = tmp_path / "notebooks"
+    nb = _write_notebook(folder, "97_edited", EDITS_ITS_PARAMS)
+    (folder / "params").mkdir()
+    nb.params_file("paper").write_text("VALUE: 2\n")
+    monkeypatch.setenv("EDIT_WHILE_RUNNING", str(nb.params_file("paper")))
+    out = tmp_path / "out"
+    assert run_notebook(nb, "paper", out_dir=out, progress=False).status == "ran"
+    assert pd.read_csv(out / "tables" / "edited_table.csv")["value"].tolist() == [2]
+    assert not is_up_to_date(nb, "paper", out), "the run used VALUE 2; the params now say 9"
+
+
 @pytest.mark.slow
 def test_papermill_injects_parameters(tmp_path):
     """One real notebook run with injected parameters: they reach the outputs and the provenance."""

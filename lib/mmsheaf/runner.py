@@ -4,7 +4,8 @@ For each notebook the runner
 
 1. skips it when it is up to date: its manifest (written by :meth:`mmsheaf.report.Report.close`) records
    the hash of its inputs — the notebook's ``.py``, its parameters file and the library modules it
-   imported — and that hash is unchanged and every listed output exists (``force=True`` re-runs);
+   imported, as they were when that run started — and that hash is unchanged and every listed output exists
+   (``force=True`` re-runs);
 2. converts ``notebooks/NN_topic.py`` (the source of truth) to a notebook under ``build/<profile>/``;
 3. executes it with papermill, injecting the profile's parameters, with a progress bar over cells and the
    notebook's own output (e.g. the tqdm bars of long experiment loops, with their ETA) streamed live;
@@ -65,18 +66,32 @@ def library_files_in_use() -> list[str]:
     return sorted(files)
 
 
-def input_hash(nb: Notebook, profile: str, library_files: list[str] | None = None) -> str:
-    """sha256 over a notebook's inputs: its ``.py``, its parameters file for ``profile``, and the library
-    sources it uses (``library_files``, relative to the package; default: every source file)."""
-    h = hashlib.sha256()
+def _input_files(nb: Notebook, profile: str, library_files: list[str] | None = None) -> list[tuple[str, Path]]:
     lib = paths.library_dir()
     if library_files is None:
         library_files = sorted(str(p.relative_to(lib)) for p in lib.rglob("*.py") if "__pycache__" not in p.parts)
-    for label, f in [("notebook", nb.py), ("params", nb.params_file(profile))] + [
-        (rel, lib / rel) for rel in library_files
-    ]:
+    return [("notebook", nb.py), ("params", nb.params_file(profile))] + [(rel, lib / rel) for rel in library_files]
+
+
+def snapshot_inputs(nb: Notebook, profile: str) -> dict[str, bytes]:
+    """The bytes of every possible input of a notebook run (``label -> bytes``; see :func:`input_hash`), read
+    when the run starts: a file edited while a long run goes on is not what that run used."""
+    return {label: f.read_bytes() for label, f in _input_files(nb, profile) if f.is_file()}
+
+
+def input_hash(nb: Notebook, profile: str, library_files: list[str] | None = None,
+               snapshot: dict[str, bytes] | None = None) -> str:  # fmt: skip
+    """sha256 over a notebook's inputs: its ``.py``, its parameters file for ``profile``, and the library
+    sources it uses (``library_files``, relative to the package; default: every source file), as they are now
+    or as ``snapshot`` (:func:`snapshot_inputs`) recorded them."""
+    h = hashlib.sha256()
+    for label, f in _input_files(nb, profile, library_files):
+        if snapshot is not None:
+            data = snapshot.get(label, b"<missing>")
+        else:
+            data = f.read_bytes() if f.is_file() else b"<missing>"
         h.update(label.encode() + b"\0")
-        h.update(f.read_bytes() if f.is_file() else b"<missing>")
+        h.update(data)
         h.update(b"\0")
     return h.hexdigest()
 
@@ -138,6 +153,7 @@ def run_notebook(
     if not force and not extra_params and is_up_to_date(nb, profile, out_dir):
         return RunResult(nb.name, "skipped", 0.0)
 
+    inputs = snapshot_inputs(nb, profile)  # what this run uses, whatever is edited while it runs
     params = {**nb.parameters(profile), **(extra_params or {})}
     work = paths.build_root(profile) / "executed"
     work.mkdir(parents=True, exist_ok=True)
@@ -173,7 +189,8 @@ def run_notebook(
             raise NotebookFailed(nb.name, "it finished without calling Report.close(), so no outputs were recorded")
         manifest = json.loads(mf.read_text())
         # the runner knows the notebook's own folder; a run with extra parameters is not the profile's run
-        manifest["input_hash"] = None if extra_params else input_hash(nb, profile, manifest.get("library_files"))
+        manifest["input_hash"] = None if extra_params else input_hash(nb, profile, manifest.get("library_files"),
+                                                                        snapshot=inputs)  # fmt: skip
         manifest["wall_time_s"] = round(time.perf_counter() - t0, 1)  # the whole notebook, kernel start included
         write_text_atomic(mf, json.dumps(manifest, indent=2) + "\n")
         move_outputs(stage, out_dir)
