@@ -272,6 +272,8 @@ diag_label = next((k for k, v in ABLATIONS.items() if v == {"sheaf": "diag"}), N
 cross = 100 * (mm["ndcg@20"] / abl[diag_label] - 1) if diag_label in abl.index else float("nan")
 rep.macro("RecCrossModalEffect", cross, digits=1)
 rep.macro("RecCrossModalVerdict", Latex("help" if cross > 0 else "do not help"))
+no_text = next((k for k, v in ABLATIONS.items() if "modalities" in v and "text" not in v["modalities"]), None)
+rep.macro("RecNoTextNdcg", abl[no_text] if no_text in abl.index else float("nan"), digits=4)
 
 # robustness: relative change of the multimodal sheaf's NDCG@20 when a modality is removed from every item
 mm_rob = rob[rob.model == display["mm-sheaf"]].groupby(["modality", "fraction"])["ndcg@20"].mean()
