@@ -275,6 +275,36 @@ def test_nsd_protocol_normalises_real_features_like_nsd(tmp_path, monkeypatch):
     assert (sbm.x < 0).any(), "Gaussian CSBM features are not row-normalised"
 
 
+def test_featureless_nodes_leave_every_split_from_data_version_2(monkeypatch):
+    """CiteSeer's isolated test-range gaps (zero features, label 0) are out of every mask, as in NSD; the
+    datasets whose preparation did not change keep their data and their keys."""
+    import torch
+
+    from mmsheaf import nsd_protocol
+    from mmsheaf.data import CSBMConfig, contextual_sbm
+
+    raw = contextual_sbm(CSBMConfig(num_nodes=30, num_classes=3, mean_degree=4.0, num_features=4, seed=2))
+    raw.x = raw.x.abs() + 0.1
+    raw.x[[3, 17]] = 0.0
+    raw.train_mask = torch.ones(30, 2, dtype=torch.bool)
+    raw.val_mask = raw.test_mask = torch.ones(30, 2, dtype=torch.bool)
+    monkeypatch.setattr(nsd_protocol, "load_node_dataset", lambda name: raw.clone())
+    cite, texas = nsd_protocol.load_graph("citeseer"), nsd_protocol.load_graph("texas")
+    for mask in (cite.train_mask, cite.val_mask, cite.test_mask):
+        assert mask.shape == (30, 2) and (~mask).nonzero()[:, 0].unique().tolist() == [3, 17]
+    assert texas.train_mask.all() and texas.test_mask.all()
+
+    specs = nsd_protocol.table_specs(["texas", "citeseer"], ["gcn"], [0], {}, {})
+    assert [s.data_version for s in specs] == [1, 2]
+    plain = ExperimentSpec("texas", "gcn", 0, {})
+    assert specs[0].key() == plain.key() and "data_version" not in plain.describe()
+    versioned = ExperimentSpec("citeseer", "gcn", 0, {}, data_version=2)
+    assert versioned.key() != ExperimentSpec("citeseer", "gcn", 0, {}).key()
+    assert versioned.describe()["data_version"] == 2 and versioned.to_json()["data_version"] == 2
+    with pytest.raises(ValueError, match="data_version"):
+        ExperimentSpec("citeseer", "gcn", 0, {}, data_version=0)
+
+
 def test_nsd_protocol_dataset_train_block_applies_to_sheaf_models_only():
     from mmsheaf import nsd_protocol
 

@@ -131,6 +131,9 @@ class ExperimentSpec:
             is hashable; read them back with :attr:`hparams`). Unknown keys raise ``ValueError`` here, before
             anything runs.
         train: :class:`~mmsheaf.train.TrainConfig`.
+        data_version: Version of the data preparation the ``data_loader`` applies to ``dataset`` (e.g.
+            :data:`mmsheaf.nsd_protocol.DATA_VERSIONS`). It enters the key only when it is not 1, so a change
+            to one dataset's preparation recomputes that dataset's runs and keeps every other key.
     """
 
     dataset: str
@@ -138,12 +141,15 @@ class ExperimentSpec:
     split: int = 0
     model_hparams: Any = ()
     train: TrainConfig = field(default_factory=TrainConfig)
+    data_version: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_hparams", _freeze(self.model_hparams))
         object.__setattr__(self, "model", resolve_node_model(self.model).name)
         if not isinstance(self.split, int) or self.split < 0:
             raise ValueError(f"split must be a non-negative int, got {self.split!r}.")
+        if not isinstance(self.data_version, int) or self.data_version < 1:
+            raise ValueError(f"data_version must be an int >= 1, got {self.data_version!r}.")
         if not isinstance(self.train, TrainConfig):
             raise TypeError(f"train must be a TrainConfig, got {type(self.train).__name__}.")
         canonical_json(self.hparams)  # JSON-like values only
@@ -169,7 +175,11 @@ class ExperimentSpec:
             "split": self.split,
             "model_config": self.resolved_config(),
             "train": dataclasses.asdict(self.train),
+            **self._version(),
         }
+
+    def _version(self) -> dict[str, int]:
+        return {"data_version": self.data_version} if self.data_version != 1 else {}
 
     def key(self) -> str:
         """sha256 (hex) of the canonical JSON of :meth:`describe`: stable across runs, machines, versions."""
@@ -183,6 +193,7 @@ class ExperimentSpec:
             "split": self.split,
             "model_hparams": self.hparams,
             "train": dataclasses.asdict(self.train),
+            **self._version(),
         }
 
 

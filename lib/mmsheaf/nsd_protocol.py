@@ -37,6 +37,12 @@ from .train import TrainConfig
 
 SHEAF_MODELS: tuple[str, ...] = ("diag-nsd", "orth-nsd", "gen-nsd")
 CSBM_PREFIX = "csbm:"
+DATA_VERSIONS: Mapping[str, int] = {"citeseer": 2, "pubmed": 2}
+"""Version of :func:`load_graph`'s preparation per dataset (1 where absent), carried into every spec's key.
+2: nodes without features are taken out of every split. These are CiteSeer's isolated test-range gaps
+(PyG fills them with zero rows and label 0); NSD's loader drops them from all masks (``utils/classic.py``,
+``non_valid_samples``, after H2GCN/GGCN)."""
+
 CONFIG_KEYS: frozenset[str] = frozenset({"train", "sheaf", "source", "candidates"})
 """Keys of a ``CONFIGS[dataset]`` entry besides model names."""
 
@@ -92,7 +98,8 @@ def table_specs(
         for split in splits:
             for model in models:
                 hparams, cfg = resolve(dataset, model, train, model_defaults, configs, **override)
-                specs.append(ExperimentSpec(dataset, model, int(split), hparams, cfg))
+                specs.append(ExperimentSpec(dataset, model, int(split), hparams, cfg,
+                                            data_version=DATA_VERSIONS.get(dataset, 1)))  # fmt: skip
     return specs
 
 
@@ -202,12 +209,19 @@ def load_graph(name: str) -> Data:
     Real datasets come from :func:`~mmsheaf.data.load_node_dataset` with every node's features divided by
     their sum (PyG's :class:`~torch_geometric.transforms.NormalizeFeatures`), as NSD's loaders do for every
     dataset (``utils/heterophilic.py``: ``transform=T.NormalizeFeatures()``); the contextual SBM graphs named
-    by :func:`csbm_name` are generated (their Gaussian features are left as they are).
+    by :func:`csbm_name` are generated (their Gaussian features are left as they are). From version 2 of a
+    dataset (:data:`DATA_VERSIONS`), nodes whose features are all zero are out of every train, validation
+    and test mask, as in NSD.
     """
     if not name.startswith(CSBM_PREFIX):
         from torch_geometric.transforms import NormalizeFeatures
 
-        return NormalizeFeatures()(load_node_dataset(name))
+        data = NormalizeFeatures()(load_node_dataset(name))
+        if DATA_VERSIONS.get(name, 1) >= 2:
+            valid = (data.x != 0).any(dim=1).unsqueeze(1)  # (N, 1), broadcast over the split columns
+            data.train_mask, data.val_mask, data.test_mask = (
+                data.train_mask & valid, data.val_mask & valid, data.test_mask & valid)  # fmt: skip
+        return data
     fields = {f.name: f.type for f in CSBMConfig.__dataclass_fields__.values()}
     kwargs: dict[str, Any] = {}
     for item in name[len(CSBM_PREFIX):].split(","):
