@@ -108,22 +108,32 @@ def run_cached(
     """
     from tqdm.auto import tqdm
 
-    todo = {spec.key() for spec in specs if cache.get(spec) is None}
+    keys = [spec.key() for spec in specs]
+    hits: dict[str, dict[str, Any]] = {}
+    todo: set[str] = set()
+    for spec, key in zip(specs, keys):
+        if key not in hits and key not in todo:
+            hit = cache.get(spec)
+            if hit is None:
+                todo.add(key)
+            else:
+                hits[key] = hit
     bar = tqdm(total=len(todo), desc=f"{desc} ({len(specs) - len(todo)} cached)", unit="run", smoothing=0,
                disable=not progress or not todo)  # fmt: skip
     rows: list[dict[str, Any]] = [{} for _ in specs]
+    ran_at: dict[str, int] = {}  # key -> the row whose spec this call ran
     try:
         for i, spec in worker_order(list(enumerate(specs))):  # MMSHEAF_RUN_ORDER=reverse: from the other end
-            key = spec.key()
-            hit = cache.get(spec)  # another worker sharing the cache may have finished it meanwhile
-            ran = hit is None
-            if ran:
-                bar.set_postfix_str(label(spec))
-                hit = cache.put(spec, run(spec))
-            if key in todo:
-                todo.discard(key)  # a spec listed twice runs once and counts once
-                bar.update(1)
-            rows[i] = {**row(spec, hit["result"]), "key": key, "cached": not ran}
+            key = keys[i]
+            if key not in hits:  # only missing runs are looked up again: another worker may have done one
+                hit = cache.get(spec)
+                if hit is None:
+                    bar.set_postfix_str(label(spec))
+                    hit = cache.put(spec, run(spec))
+                    ran_at[key] = i
+                hits[key] = hit
+                bar.update(1)  # a spec listed twice runs once and counts once
+            rows[i] = {**row(spec, hits[key]["result"]), "key": key, "cached": ran_at.get(key) != i}
     finally:
         bar.close()
     return pd.DataFrame(rows)

@@ -145,8 +145,7 @@ def _read_cache(folder: Path, wanted: set[str]) -> dict[str, np.ndarray]:
 
 
 def _write_shard(folder: Path, keys: Sequence[str], values: np.ndarray) -> Path:
-    """Write one shard atomically (temporary file in the same folder, then ``os.replace``)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write one shard atomically (:func:`~mmsheaf.atomic.atomic_path`, which also creates the folder)."""
     target = folder / f"shard-{uuid.uuid4().hex}.npz"
     with atomic_path(target) as tmp, open(tmp, "wb") as stream:  # a file object: np.savez adds no suffix
         np.savez(stream, keys=np.asarray(list(keys), dtype="U40"), embeddings=values.astype(np.float32))

@@ -143,8 +143,7 @@ class MultimodalSheafRec(Recommender):
             enc.reset_parameters()
         self.map_learner.reset_parameters()
         if self.zero_init_maps:
-            last = self.map_learner.lin2 if hasattr(self.map_learner, "lin2") else self.map_learner.lin
-            nn.init.zeros_(last.weight)
+            nn.init.zeros_(self.map_learner.output_layer.weight)
 
     # ---------------------------------------------------------------------------------------------- graph
     def graph_index(self, data: InteractionData) -> SheafIndex:
@@ -158,7 +157,7 @@ class MultimodalSheafRec(Recommender):
     def _block(self, data: InteractionData, side: str, m: str) -> tuple[Tensor, Tensor]:
         """Block ``m`` of every node on ``side``, :math:`(n, k)`, and its bool observation mask :math:`(n,)`."""
         n = data.num_users if side == "user" else data.num_items
-        ref = self.map_learner.lin1.weight if hasattr(self.map_learner, "lin1") else self.map_learner.lin.weight
+        ref = self.map_learner.output_layer.weight  # device and dtype of new tensors
         if m == "id":
             offset = 0 if side == "user" else data.num_users
             masks = data.user_mask if side == "user" else data.item_mask

@@ -291,6 +291,12 @@ class RestrictionMapLearner(nn.Module):
     def edge_params(self, x: Tensor, index: SheafIndex) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @property
+    def output_layer(self) -> nn.Linear:  # pragma: no cover - abstract
+        """The linear layer whose outputs are the maps' pre-activation parameters (zero its weight and every
+        map starts at :math:`\sigma(0)`)."""
+        raise NotImplementedError
+
     def forward(self, x: Tensor, index: SheafIndex) -> Tensor:
         p = self.act(self.edge_params(x, index))  # (m, 2E)
         if self.sheaf == "diag":
@@ -318,6 +324,10 @@ class LinearMapLearner(RestrictionMapLearner):
 
     def reset_parameters(self) -> None:
         self.lin.reset_parameters()
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.lin
 
     def edge_params(self, x: Tensor, index: SheafIndex) -> Tensor:
         w = self.lin.weight
@@ -354,6 +364,10 @@ class MLPMapLearner(RestrictionMapLearner):
     def reset_parameters(self) -> None:
         self.lin1.reset_parameters()
         self.lin2.reset_parameters()
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.lin2
 
     def edge_params(self, x: Tensor, index: SheafIndex) -> Tensor:
         w = self.lin1.weight
