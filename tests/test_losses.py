@@ -196,3 +196,41 @@ def test_miner_selects_the_tuples(name: str) -> None:
     mined = loss.loss(x, labels, loss.miner(x, labels))
     assert loss(x, labels).item() == pytest.approx(mined.item())
     assert mined.item() != pytest.approx(loss.loss(x, labels).item())  # all tuples give another value
+
+
+@pytest.mark.parametrize("labels", [
+    torch.arange(6).repeat(2),  # two views of 6 rows: one positive per anchor (notebook 03's use)
+    torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 4]),  # several positives per anchor
+    torch.tensor([0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]),  # one dominant class: some anchors have few negatives
+])  # fmt: skip
+@pytest.mark.parametrize("temperature", [0.05, 0.5])
+def test_dense_ntxent_equals_pml_ntxent(labels: Tensor, temperature: float) -> None:
+    """The (B, B)-matrix NT-Xent has PML's values and gradients (PML's own implementation as the reference)."""
+    from pytorch_metric_learning.losses import NTXentLoss
+
+    from mmsheaf.losses import DenseNTXentLoss
+
+    g = torch.Generator().manual_seed(int(labels.sum()))
+    x = torch.randn(labels.numel(), 5, generator=g, dtype=torch.float64)
+    x_ref, x_new = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref = NTXentLoss(temperature=temperature)(x_ref, labels)
+    new = DenseNTXentLoss(temperature=temperature)(x_new, labels)
+    ref.backward()
+    new.backward()
+    assert new.item() > 0
+    torch.testing.assert_close(new, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(x_new.grad, x_ref.grad, rtol=1e-8, atol=1e-10)
+
+
+def test_dense_ntxent_without_pairs_is_zero() -> None:
+    from mmsheaf.losses import DenseNTXentLoss
+
+    x = torch.randn(4, 3, requires_grad=True)
+    assert DenseNTXentLoss()(x, torch.arange(4)).item() == 0.0  # no positives
+    assert DenseNTXentLoss()(x, torch.zeros(4, dtype=torch.long)).item() == 0.0  # no negatives
+
+
+def test_ntxent_is_the_dense_implementation() -> None:
+    from mmsheaf.losses import DenseNTXentLoss
+
+    assert isinstance(build_loss("ntxent", 1, 3).loss, DenseNTXentLoss)

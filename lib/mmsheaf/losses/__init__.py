@@ -11,7 +11,15 @@
 All losses come from `pytorch-metric-learning <https://kevinmusgrave.github.io/pytorch-metric-learning/>`_.
 """
 
-from .contrastive import CONTRASTIVE_LOSSES, multisimilarity, ntxent, stack_views, supcon, triplet
+from .contrastive import (
+    CONTRASTIVE_LOSSES,
+    DenseNTXentLoss,
+    multisimilarity,
+    ntxent,
+    stack_views,
+    supcon,
+    triplet,
+)
 from .margin import MARGIN_LOSSES, arcface, cosface, normsoftmax, subcenter_arcface
 from .registry import FAMILIES, METRIC_LOSSES, LossSpec, MetricLoss, build_loss, register_loss, resolve_loss
 
@@ -21,6 +29,7 @@ del _spec
 
 __all__ = [
     "CONTRASTIVE_LOSSES",
+    "DenseNTXentLoss",
     "FAMILIES",
     "MARGIN_LOSSES",
     "METRIC_LOSSES",
