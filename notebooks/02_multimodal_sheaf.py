@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from mmsheaf.hpo import study_frame
+from mmsheaf.hpo import complete_trial_attrs, study_frame
 from mmsheaf.ledger import ledger_path, seed_cache
 from mmsheaf.recsys import recommender_names, resolve_recommender
 from mmsheaf.recsys import protocol as proto
@@ -102,7 +102,7 @@ for name in MODELS:
     study, best = proto.tune(name, "ml100k", space, HPO_TRIALS, hparams=HPARAMS, train=TRAIN,
                              data_options=DATA_OPTIONS, progress=False)  # fmt: skip
     tuned[name] = best
-    trial_keys += [t.user_attrs["run_key"] for t in study.trials if "run_key" in t.user_attrs]
+    trial_keys += complete_trial_attrs(study, "run_key")
     trials = study_frame(study).sort_values("number")
     trials["model"], trials["best so far"] = display[name], trials["value"].cummax()
     histories.append(trials)

@@ -75,7 +75,8 @@ import pandas as pd
 import seaborn as sns
 
 from mmsheaf import metric_protocol as proto
-from mmsheaf.hpo import study_frame
+from mmsheaf.experiments import worker_order
+from mmsheaf.hpo import complete_trial_attrs
 from mmsheaf.ledger import ledger_path, seed_cache
 from mmsheaf.losses import resolve_loss
 from mmsheaf.report import Latex, Report, figsize, latex_escape
@@ -125,18 +126,15 @@ def encoder_for(task, modalities=None, **extra):
     return {**ENCODER, "modalities": list(modalities or MODALITIES[task]), **extra}
 
 
-tuned, histories = {}, []
-for t in TASKS:
-    for name in LOSSES:
-        study, best = proto.tune(name, t, HPO_TRIALS, encoder=encoder_for(t), train={**TRAIN, **HPO_TRAIN},
-                                 data_options=DATA_OPTIONS.get(t, {}), progress=False)  # fmt: skip
-        tuned[(t, name)] = best
-        used_keys += [trial.user_attrs["run_key"] for trial in study.trials if "run_key" in trial.user_attrs]
-        trials = study_frame(study).sort_values("number")
-        trials["task"], trials["loss"], trials["best so far"] = t, display[name], trials["value"].cummax()
-        histories.append(trials[["task", "loss", "number", "value", "best so far"]])
-        print(f"{t:9s} {name:18s} best val MAP@R {study.best_value:.4f}  {best}")
-histories = pd.concat(histories, ignore_index=True)
+searches = [(t, name) for t in TASKS for name in LOSSES]
+tuned = {}
+for t, name in worker_order(searches):  # a second worker (MMSHEAF_RUN_ORDER=reverse) starts from the end
+    study, best = proto.tune(name, t, HPO_TRIALS, encoder=encoder_for(t), train={**TRAIN, **HPO_TRAIN},
+                             data_options=DATA_OPTIONS.get(t, {}), progress=False)  # fmt: skip
+    tuned[(t, name)] = best
+    used_keys += complete_trial_attrs(study, "run_key")
+    print(f"{t:9s} {name:18s} best val MAP@R {study.best_value:.4f}  {best}")
+tuned = {pair: tuned[pair] for pair in searches}
 hparams = pd.DataFrame([{"task": t, "loss": n, "params": ", ".join(
     f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(p.items()))}
     for (t, n), p in tuned.items()])  # fmt: skip

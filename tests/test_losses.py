@@ -7,10 +7,18 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-
 from mmsheaf.hpo import CategoricalParam, FloatParam, IntParam, parse_space
-from mmsheaf.losses import METRIC_LOSSES, LossSpec, MetricLoss, build_loss, resolve_loss, stack_views
+from mmsheaf.losses import (
+    METRIC_LOSSES,
+    DenseNTXentLoss,
+    LossSpec,
+    MetricLoss,
+    build_loss,
+    resolve_loss,
+    stack_views,
+)
+from pytorch_metric_learning.losses import NTXentLoss
+from torch import Tensor
 
 NAMES = list(METRIC_LOSSES)
 NUM_CLASSES, IN_DIM, EMB_DIM = 4, 8, 16
@@ -205,11 +213,7 @@ def test_miner_selects_the_tuples(name: str) -> None:
 ])  # fmt: skip
 @pytest.mark.parametrize("temperature", [0.05, 0.5])
 def test_dense_ntxent_equals_pml_ntxent(labels: Tensor, temperature: float) -> None:
-    """The (B, B)-matrix NT-Xent has PML's values and gradients (PML's own implementation as the reference)."""
-    from pytorch_metric_learning.losses import NTXentLoss
-
-    from mmsheaf.losses import DenseNTXentLoss
-
+    """The (B, B)-matrix NT-Xent has PML's values and gradients (PML's own class as the reference)."""
     g = torch.Generator().manual_seed(int(labels.sum()))
     x = torch.randn(labels.numel(), 5, generator=g, dtype=torch.float64)
     x_ref, x_new = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -223,14 +227,10 @@ def test_dense_ntxent_equals_pml_ntxent(labels: Tensor, temperature: float) -> N
 
 
 def test_dense_ntxent_without_pairs_is_zero() -> None:
-    from mmsheaf.losses import DenseNTXentLoss
-
     x = torch.randn(4, 3, requires_grad=True)
     assert DenseNTXentLoss()(x, torch.arange(4)).item() == 0.0  # no positives
     assert DenseNTXentLoss()(x, torch.zeros(4, dtype=torch.long)).item() == 0.0  # no negatives
 
 
 def test_ntxent_is_the_dense_implementation() -> None:
-    from mmsheaf.losses import DenseNTXentLoss
-
     assert isinstance(build_loss("ntxent", 1, 3).loss, DenseNTXentLoss)

@@ -27,7 +27,10 @@ the path of a journal file (relative paths are taken inside ``paths.cache_root()
 **Budget.** ``StudyConfig.n_trials`` is the study's *total* number of trials, whoever runs them: every
 trial first reserves one of the slots ``0 .. n_trials - 1`` (see :func:`run_study`), so the workers together
 run exactly ``n_trials`` trials, never more, and a rerun with a larger ``n_trials`` runs only the missing
-ones. Each trial counts, whatever its outcome (complete, pruned, or failed with an exception in ``catch``).
+ones. Each trial counts, whatever its outcome (complete, pruned, or failed with an exception in ``catch``),
+except an interrupted one: a trial stopped by ``KeyboardInterrupt`` (a Jupyter interrupt) or left
+``RUNNING`` by a worker process that died (killed, machine session ended) gives its slot back, and the next
+:func:`run_study` reruns that slot (see :func:`interrupted_trials`).
 
 **Reproducibility.** The sampler of the trial in slot ``k`` is seeded with ``seed + k``. A single worker
 therefore gives the same trials on every run, and a study resumed with a larger budget gives the same
@@ -41,7 +44,9 @@ import datetime as _dt
 import json
 import logging
 import math
+import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -69,6 +74,8 @@ __all__ = [
     "IntParam",
     "StudyConfig",
     "best_params",
+    "complete_trial_attrs",
+    "interrupted_trials",
     "load_study",
     "open_storage",
     "parse_space",
@@ -84,6 +91,15 @@ SLOT_ATTR = "mmsheaf.slot"
 
 SLOT_SEPARATOR = "#slot-"
 """Slot ``k`` of study ``name`` is reserved by creating the (empty) study ``f"{name}#slot-{k}"``."""
+
+OWNER_ATTR = "mmsheaf.owner"
+"""User attribute of each trial run by :func:`run_study`: ``"<host>:<pid>"`` of the worker process running it."""
+
+INTERRUPTED_ATTR = "mmsheaf.interrupted"
+"""User attribute set on a trial whose slot was given back: ``"KeyboardInterrupt"`` or ``"worker died"``."""
+
+RERUN_SEPARATOR = "#rerun-of-"
+"""The rerun of interrupted trial ``t`` (slot ``k``) is claimed by creating ``f"{name}#slot-{k}#rerun-of-{t}"``."""
 
 FINISHED_STATES: tuple[TrialState, ...] = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -533,6 +549,72 @@ def _taken_slots(storage: BaseStorage, name: str) -> set[int]:
     return taken
 
 
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_dead(owner: Any) -> bool:
+    """Whether ``owner`` (``"<host>:<pid>"``) names a process of this host that no longer exists. Workers on
+    other hosts, and trials without an owner, are never declared dead."""
+    if not isinstance(owner, str):
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return False
+
+
+def interrupted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials of ``study`` (run by :func:`run_study`) whose slot is given back, not yet rerun.
+
+    A trial is interrupted if it failed with ``KeyboardInterrupt``, or if it is still ``RUNNING`` but its
+    worker (:data:`OWNER_ATTR`) was a process of this host that no longer exists. A worker on another
+    machine is never presumed dead: its trials stay ``RUNNING`` (fail them by hand, e.g. with
+    ``study.tell(number, state=TrialState.FAIL)``, and raise ``n_trials`` to replace them).
+    """
+    reruns = {n.rpartition(RERUN_SEPARATOR)[2] for n in optuna.get_all_study_names(study._storage)
+              if n.startswith(_slot_prefix(study.study_name)) and RERUN_SEPARATOR in n}  # fmt: skip
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
+        if SLOT_ATTR not in t.user_attrs or str(t.number) in reruns:
+            continue
+        if (
+            t.state == TrialState.FAIL
+            and t.user_attrs.get(INTERRUPTED_ATTR) == "KeyboardInterrupt"
+            or t.state == TrialState.RUNNING
+            and _owner_is_dead(t.user_attrs.get(OWNER_ATTR))
+        ):
+            out.append(t)
+    return sorted(out, key=lambda t: t.number)
+
+
+def _reclaim_slot(storage: BaseStorage, cfg: StudyConfig) -> int | None:
+    """Claim the rerun of the first interrupted trial nobody else claimed; its slot, or ``None``.
+
+    The claim is the exclusive creation of ``f"{name}#slot-{k}#rerun-of-{number}"`` (as for slots), so each
+    interrupted trial is rerun by exactly one worker. A dead worker's ``RUNNING`` trial is then marked failed.
+    """
+    study = _load(cfg, storage, None)
+    for t in interrupted_trials(study):
+        slot = int(t.user_attrs[SLOT_ATTR])
+        try:
+            storage.create_new_study([StudyDirection.MINIMIZE],
+                                     study_name=f"{_slot_prefix(cfg.name)}{slot}{RERUN_SEPARATOR}{t.number}")  # fmt: skip
+        except DuplicatedStudyError:
+            continue
+        if t.state == TrialState.RUNNING:
+            storage.set_trial_user_attr(t._trial_id, INTERRUPTED_ATTR, "worker died")
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        return slot
+    return None
+
+
 def _reserve_slot(storage: BaseStorage, name: str, n_trials: int) -> int | None:
     """Reserve the lowest free slot ``k < n_trials`` of study ``name``, or return ``None`` if none is left.
 
@@ -553,7 +635,12 @@ def _reserve_slot(storage: BaseStorage, name: str, n_trials: int) -> int | None:
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=FINISHED_STATES)
+    """The finished trials that count against the budget (interrupted ones gave their slot back)."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=FINISHED_STATES)
+        if INTERRUPTED_ATTR not in t.user_attrs
+    ]
 
 
 def run_study(
@@ -571,14 +658,21 @@ def run_study(
     by creating the marker study ``f"{name}#slot-{k}"``; creating a study is atomic and exclusive in every
     Optuna storage, so each slot goes to exactly one worker, and a worker that finds all slots taken stops.
     A trial is created only after its slot is reserved, so the study holds at most ``n_trials`` trials from
-    :func:`run_study` (exactly ``n_trials`` once all workers return, if none crashed mid-trial) and can
-    never overshoot, whatever the timing. A later call with a larger ``n_trials`` runs the missing slots
-    only (trial numbers continue). The slot is stored in each trial's user attribute :data:`SLOT_ATTR`.
+    :func:`run_study` that were not interrupted (exactly ``n_trials`` once all workers return) and can never
+    overshoot, whatever the timing. A later call with a larger ``n_trials`` runs the missing slots only
+    (trial numbers continue). The slot is stored in each trial's user attribute :data:`SLOT_ATTR`, the
+    worker (``"<host>:<pid>"``) in :data:`OWNER_ATTR`.
 
-    Caveats: a worker killed mid-trial leaves its slot used and its trial ``RUNNING`` (it is not rerun; raise
-    ``n_trials`` to replace it). Trials added around :func:`run_study` (``study.optimize`` called directly)
-    use no slot. The empty marker studies are listed next to the study (``optuna.get_all_study_names``,
-    optuna-dashboard). Optuna logs one INFO line per trial: ``optuna.logging.set_verbosity(
+    Interrupted trials are rerun: before taking a new slot, a worker looks for :func:`interrupted_trials`
+    (stopped by ``KeyboardInterrupt``, or left ``RUNNING`` by a dead process of this host), claims the rerun
+    of one with the exclusive marker ``f"{name}#slot-{k}#rerun-of-{number}"``, marks it failed (with
+    :data:`INTERRUPTED_ATTR`) and runs slot ``k`` again with the same seeded sampler, so a paper run killed
+    and restarted ends with the same number of complete trials as an uninterrupted one.
+
+    Caveats: a worker on another machine that dies mid-trial is not detected (its trial stays ``RUNNING``;
+    fail it by hand and raise ``n_trials`` to replace it). Trials added around :func:`run_study`
+    (``study.optimize`` called directly) use no slot. The empty marker studies are listed next to the study
+    (``optuna.get_all_study_names``, optuna-dashboard). Optuna logs one INFO line per trial: ``optuna.logging.set_verbosity(
     optuna.logging.WARNING)`` keeps only the progress bar.
 
     Args:
@@ -588,7 +682,7 @@ def run_study(
         cfg: The study.
         progress: Show a tqdm bar of the study's finished trials (all workers').
         catch: Exception types that mark the trial as failed and go on with the next one; other exceptions
-            mark it as failed and propagate. Failed trials use their slot.
+            mark it as failed and propagate. Failed trials use their slot (interrupted ones excepted).
 
     Returns:
         The study, freshly loaded. Trials of other workers may still be running when this worker returns:
@@ -618,13 +712,20 @@ def run_study(
                disable=not progress)  # fmt: skip
     try:
         while cfg.timeout is None or time.monotonic() - start < cfg.timeout:
-            slot = _reserve_slot(storage, cfg.name, cfg.n_trials)
+            slot = _reclaim_slot(storage, cfg)
+            if slot is None:
+                slot = _reserve_slot(storage, cfg.name, cfg.n_trials)
             if slot is None:
                 break
 
             def func(trial: optuna.Trial, slot: int = slot) -> float:
                 trial.set_user_attr(SLOT_ATTR, slot)
-                return float(objective(suggest(trial, parsed), trial))
+                trial.set_user_attr(OWNER_ATTR, _owner())
+                try:
+                    return float(objective(suggest(trial, parsed), trial))
+                except KeyboardInterrupt:
+                    trial.set_user_attr(INTERRUPTED_ATTR, "KeyboardInterrupt")  # Optuna then fails it
+                    raise
 
             # The same study, with the sampler of this slot: reproducible per slot, different across workers.
             slot_study = _load(cfg, storage, None if cfg.seed is None else cfg.seed + slot)
@@ -672,6 +773,13 @@ def study_frame(study: optuna.Study) -> pd.DataFrame:
     frame["duration"] = frame["duration"].astype("float64")
     frame["slot"] = frame["slot"].astype("Int64")
     return frame
+
+
+def complete_trial_attrs(study: optuna.Study, name: str) -> list[Any]:
+    """User attribute ``name`` of the study's complete trials that have it, by trial number: e.g. the keys of
+    the cached runs behind the trials (failed, pruned and interrupted trials left no complete run)."""
+    trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    return [t.user_attrs[name] for t in trials if name in t.user_attrs]
 
 
 def best_params(study: optuna.Study, space: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -29,10 +29,10 @@ del _spec
 
 __all__ = [
     "CONTRASTIVE_LOSSES",
-    "DenseNTXentLoss",
     "FAMILIES",
     "MARGIN_LOSSES",
     "METRIC_LOSSES",
+    "DenseNTXentLoss",
     "LossSpec",
     "MetricLoss",
     "arcface",

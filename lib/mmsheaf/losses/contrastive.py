@@ -36,7 +36,15 @@ from torch import Tensor
 
 from .registry import LossSpec, MetricLoss
 
-__all__ = ["CONTRASTIVE_LOSSES", "DenseNTXentLoss", "multisimilarity", "ntxent", "stack_views", "supcon", "triplet"]
+__all__ = [
+    "CONTRASTIVE_LOSSES",
+    "DenseNTXentLoss",
+    "multisimilarity",
+    "ntxent",
+    "stack_views",
+    "supcon",
+    "triplet",
+]
 
 _TEMPERATURE = {"type": "float", "low": 0.01, "high": 1.0, "log": True}
 
@@ -49,8 +57,8 @@ def stack_views(view1: Tensor, view2: Tensor) -> tuple[Tensor, Tensor]:
     """
     if view1.shape != view2.shape or view1.dim() != 2:
         raise ValueError(
-        f"The two views must be (B, D) tensors of the same shape, got {tuple(view1.shape)} and "
-        f"{tuple(view2.shape)}"
+            f"The two views must be (B, D) tensors of the same shape, got {tuple(view1.shape)} and "
+            f"{tuple(view2.shape)}"
         )
     ids = torch.arange(view1.shape[0], device=view1.device)
     return torch.cat([view1, view2]), torch.cat([ids, ids])
