@@ -305,6 +305,10 @@ really = rob[rob.condition.isin(["text_really_missing", "text_present"])].groupb
     ["task", "loss", "dropout", "condition"]).map_at_r.mean().unstack("condition")  # fmt: skip
 print("relative MAP@R lost on T1 when the text of 50 % of the test rows is removed (%):")
 print(cost.round(1))
+rep.table(really.reset_index(), "metric_really_missing", tex=really.reset_index().assign(
+    task=lambda d: d.task.map(TASK_TAG), loss=lambda d: d.loss.map(display).map(latex_escape)).rename(columns={
+    "task": "Task", "loss": "Loss", "dropout": "Training", "text_present": "Text present",
+    "text_really_missing": "Text really missing"}), escape=False, float_digits=1)  # fmt: skip
 really
 
 # %% [markdown]
@@ -361,6 +365,29 @@ ax.legend(title=None, fontsize=6, markerscale=2, ncol=2)
 rep.figure(fig, "metric_umap")
 
 # %% [markdown]
+# ## The answer: less data, less compute?
+# The research question asks whether an angular-margin head needs *less data and compute* than contrastive
+# learning. From the data-efficiency runs: the best loss of each family at every share of the training items;
+# from the main runs: the mean training time per run of each family (same epoch budget and early stopping
+# for all).
+
+# %%
+frac_runs["map"] = 100 * frac_runs["test_map_at_r"]
+by_family = frac_runs.groupby(["fraction", "family"])["map"].max().unstack("family")
+small, full = min(FRACTIONS), max(FRACTIONS)
+seconds = summary.assign(family=summary.loss.map(lambda n: resolve_loss(n).family)).groupby(
+    ["task", "family"]).train_seconds.mean().unstack("family")  # fmt: skip
+answer = {
+    "small-data winner": by_family.loc[small].idxmax(),
+    "small-data margin (points)": by_family.loc[small].max() - by_family.loc[small].min(),
+    "full-data winner": by_family.loc[full].idxmax(),
+    "seconds angular / contrastive (T1)": seconds.loc["item", "angular-margin"] / seconds.loc["item", "contrastive"],
+}  # fmt: skip
+print(by_family.round(1))
+print(seconds.round(1))
+answer
+
+# %% [markdown]
 # ## Numbers quoted in the paper
 
 # %%
@@ -389,6 +416,21 @@ for t, tag in (("item", "One"), ("category", "Two")):
 rep.macro("MetricBestSingleModality", best_single, digits=1)
 rep.macro("MetricTextCostNoDrop", float(cost["no modality dropout"].min()), digits=1)
 rep.macro("MetricTextCostDrop", float(cost["with modality dropout"].min()), digits=1)
+rep.macro("MetricTextCostDropLoss", Latex(latex_escape(display[cost["with modality dropout"].idxmin()])))
+if t1 is not None:
+    rep.macro("MetricTextRatioOne", t1.map_at_r / t1.text_reference, digits=2)
+    rep.macro("MetricBeatsSingle", Latex("beats" if t1.map_at_r > best_single else "does not beat"))
+rep.macro("MetricSmallFraction", 100 * small, digits=0)
+rep.macro("MetricSmallAngular", by_family.loc[small, "angular-margin"], digits=1)
+rep.macro("MetricSmallContrastive", by_family.loc[small, "contrastive"], digits=1)
+rep.macro("MetricFullAngular", by_family.loc[full, "angular-margin"], digits=1)
+rep.macro("MetricFullContrastive", by_family.loc[full, "contrastive"], digits=1)
+rep.macro("MetricSmallWinnerFamily", Latex(answer["small-data winner"]))
+rep.macro("MetricSecondsAngularOne", seconds.loc["item", "angular-margin"], digits=0)
+rep.macro("MetricSecondsContrastiveOne", seconds.loc["item", "contrastive"], digits=0)
+if "category" in seconds.index:
+    rep.macro("MetricSecondsAngularTwo", seconds.loc["category", "angular-margin"], digits=0)
+    rep.macro("MetricSecondsContrastiveTwo", seconds.loc["category", "contrastive"], digits=0)
 rep.runs([cache.folder.name], used_keys)
 rep.close()
 
