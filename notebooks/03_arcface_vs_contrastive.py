@@ -202,7 +202,9 @@ for t in TASKS:
 rep.table(table, "metric_learning", tex=pd.DataFrame(tex_rows), escape=False)
 
 # %% [markdown]
-# **Which loss wins each task, and by more than the seeds' spread?**
+# **Which loss wins each task, and by more than the seeds' spread?** Also the best loss of each family
+# against the other: `family_gap` is best angular-margin minus best contrastive MAP@R (points), beyond the
+# spread when larger than the sum of their standard deviations.
 
 # %%
 verdicts = []
@@ -217,6 +219,9 @@ for t in TASKS:
         > second.map_at_r + second.std_map_at_r,
         "best_angular": best_angular.loss, "best_angular_map": best_angular.map_at_r,
         "best_contrastive": best_contrastive.loss, "best_contrastive_map": best_contrastive.map_at_r,
+        "family_gap": best_angular.map_at_r - best_contrastive.map_at_r,
+        "family_beyond_spread": abs(best_angular.map_at_r - best_contrastive.map_at_r)
+        > best_angular.std_map_at_r + best_contrastive.std_map_at_r,
         "text_reference": 100 * references[t]["text"]["map_at_r"],
     })  # fmt: skip
 verdicts = pd.DataFrame(verdicts)
@@ -411,6 +416,8 @@ for t, tag in (("item", "One"), ("category", "Two")):
     rep.macro(f"MetricBestAngularMap{tag}", r.best_angular_map, digits=1)
     rep.macro(f"MetricBestContrastive{tag}", Latex(latex_escape(display[r.best_contrastive])))
     rep.macro(f"MetricBestContrastiveMap{tag}", r.best_contrastive_map, digits=1)
+    rep.macro(f"MetricFamilyGap{tag}", r.family_gap, digits=1)
+    rep.macro(f"MetricFamilyBeyondSpread{tag}", Latex("more" if r.family_beyond_spread else "less"))
     rep.macro(f"MetricTextRef{tag}", r.text_reference, digits=1)
     rep.macro(f"MetricGainOverText{tag}", 100 * (r.map_at_r / r.text_reference - 1), digits=0)
 rep.macro("MetricBestSingleModality", best_single, digits=1)
