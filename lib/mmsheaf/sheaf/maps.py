@@ -293,7 +293,7 @@ class RestrictionMapLearner(nn.Module):
 
     @property
     def output_layer(self) -> nn.Linear:  # pragma: no cover - abstract
-        """The linear layer whose outputs are the maps' pre-activation parameters (zero its weight and every
+        r"""The linear layer whose outputs are the maps' pre-activation parameters (zero its weight and every
         map starts at :math:`\sigma(0)`)."""
         raise NotImplementedError
 
