@@ -365,3 +365,21 @@ def test_a_result_another_process_finished_meanwhile_is_read_not_rerun(
     assert len(fake.calls) == 7
     assert df["cached"].tolist() == [False, True] + [False] * 6
     assert df["test_acc"].iloc[1] == pytest.approx(0.99)
+
+
+def test_curve_ends_quotes_the_ends_and_extremes_of_each_curve() -> None:
+    from mmsheaf.nsd_protocol import curve_ends
+
+    # two curves given out of order; curve b ties its best at 4 and 8 layers (the smaller depth is quoted)
+    summary = pd.DataFrame({
+        "dataset": ["a", "a", "a", "b", "b", "b"], "model": ["gcn"] * 6, "layers": [8, 2, 4, 4, 8, 2],
+        "test_mean": [10.0, 30.0, 20.0, 50.0, 50.0, 5.0],
+    })  # fmt: skip
+    ends = curve_ends(summary, x="layers", by=("dataset", "model")).set_index("dataset")
+    assert ends.loc["a", ["first_x", "first", "last_x", "last"]].tolist() == [2, 30.0, 8, 10.0]
+    assert ends.loc["a", ["worst_x", "worst", "best_x", "best"]].tolist() == [8, 10.0, 2, 30.0]
+    assert ends.loc["b", ["first", "last", "worst_x", "best_x", "best"]].tolist() == [5.0, 50.0, 2, 4, 50.0]
+    one = curve_ends(summary[summary.dataset == "b"], x="layers", by=["model"])
+    assert list(one.columns[:1]) == ["model"] and one["best_x"].item() == 4
+    with pytest.raises(ValueError, match="lacks the columns"):
+        curve_ends(summary, x="homophily", by=["model"])

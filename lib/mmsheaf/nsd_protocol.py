@@ -279,6 +279,36 @@ def layers_of(results: pd.DataFrame) -> pd.Series:
     return results["hparams"].map(lambda s: int(json.loads(s)["layers"]))
 
 
+def curve_ends(summary: pd.DataFrame, x: str, by: Sequence[str], y: str = "test_mean") -> pd.DataFrame:
+    """The points of a swept curve the text quotes: for each group ``by`` (e.g. one model on one dataset), the
+    value at the smallest and at the largest ``x`` (depth, homophily), and the worst and the best point.
+
+    Args:
+        summary: one row per point of each curve (as :func:`~mmsheaf.experiments.summarise` returns them).
+        x: the swept column.
+        by: the columns that name one curve.
+        y: the value column.
+
+    Returns:
+        Rows ``*by, first_x, first, last_x, last, worst_x, worst, best_x, best`` (ties go to the smaller ``x``).
+    """
+    by = list(by)
+    missing = [c for c in [*by, x, y] if c not in summary.columns]
+    if missing:
+        raise ValueError(f"curve_ends: the summary lacks the columns {missing}; it has {list(summary.columns)}")
+    ordered = summary.sort_values([*by, x], kind="stable").reset_index(drop=True)
+    groups = ordered.groupby(by, sort=True)[y]
+    picks = {"first": groups.head(1).index, "last": groups.tail(1).index,
+             "worst": groups.idxmin().to_numpy(), "best": groups.idxmax().to_numpy()}  # fmt: skip
+    out = ordered.loc[picks["first"], by].reset_index(drop=True)
+    for name, index in picks.items():
+        rows = ordered.loc[index].set_index(by)
+        key = pd.MultiIndex.from_frame(out[by]) if len(by) > 1 else pd.Index(out[by[0]])
+        out[f"{name}_x"] = rows[x].reindex(key).to_numpy()
+        out[name] = rows[y].reindex(key).to_numpy()
+    return out
+
+
 def _pm(mean: float | None, std: float | None, bold: bool = False, digits: int = 1) -> str:
     if mean is None or pd.isna(mean):
         return "--"
