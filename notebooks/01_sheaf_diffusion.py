@@ -107,6 +107,12 @@ for name in DATASETS:
     except FileNotFoundError as exc:
         missing.append(name)
         print(f"skipping {name}: {str(exc).splitlines()[0]}")
+if not available:
+    raise FileNotFoundError(
+        f"none of DATASETS={DATASETS} is available under {paths.data_root()}: run `make data` (it copies the "
+        "files from ../shared/data or lets PyG download them), or put each dataset's raw files where the "
+        "messages above say."
+    )
 run_order = sorted(available, key=lambda ds: proto.load_graph(ds).num_edges)  # cheap graphs first
 
 # %% [markdown]
