@@ -304,6 +304,21 @@ rep.macro("NsdSheafWins", wins)
 rep.macro("NsdMeetsPaper", int(checks.meets.sum()))
 rep.macro("NsdComparable", len(checks))
 rep.macro("NsdShortOfPaper", Latex(", ".join(latex_escape(d) for d in checks[~checks.meets].dataset) or "none"))
+rows_vs_paper = proto.rows_against_paper(table)
+print(rows_vs_paper.round(2).to_string(index=False))
+short_rows = rows_vs_paper[~rows_vs_paper.within]
+rep.macro("NsdRowsCompared", len(rows_vs_paper))
+rep.macro("NsdRowsWithin", int(rows_vs_paper.within.sum()))
+
+
+def row_note(r) -> str:
+    """One short row for the text: model, dataset, our mean against the published mean ± std."""
+    ds = latex_escape(resolve_node_dataset(r.dataset).display or r.dataset)
+    published = f"{r.paper:.1f}$\\pm${r.paper_std:.1f}"
+    return f"{latex_escape(display_name[r.model])} on {ds}: {r.ours:.1f} against {published}"
+
+
+rep.macro("NsdRowsShort", Latex("; ".join(row_note(r) for r in short_rows.itertuples()) or "none"))
 rep.macro("NsdMissing", Latex(", ".join(latex_escape(d) for d in missing) or "none"))
 rep.macro("NsdRuns", len(set(selection_runs.key) | set(results.key)) + len(depth_results) + len(sbm_results))
 rep.macro("NsdSelected", Latex(", ".join(latex_escape(d) for d in selection.dataset.unique()) or "none"))

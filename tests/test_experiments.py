@@ -383,3 +383,19 @@ def test_curve_ends_quotes_the_ends_and_extremes_of_each_curve() -> None:
     assert list(one.columns[:1]) == ["model"] and one["best_x"].item() == 4
     with pytest.raises(ValueError, match="lacks the columns"):
         curve_ends(summary, x="homophily", by=["model"])
+
+
+def test_rows_against_paper_compares_each_sheaf_row_with_its_published_number() -> None:
+    from mmsheaf.nsd_protocol import rows_against_paper
+
+    table = pd.DataFrame({
+        "dataset": ["texas", "texas", "texas", "cornell"], "model": ["diag-nsd", "gen-nsd", "gcn", "diag-nsd"],
+        "mean": [85.0, 80.0, 60.0, 70.0], "std": [5.0, 5.0, 5.0, 5.0], "n_splits": [10] * 4,
+        "paper_mean": [85.95, 82.97, 55.14, None], "paper_std": [5.51, 2.41, 5.16, None],
+    })  # fmt: skip
+    rows = rows_against_paper(table)
+    # the GCN row is no sheaf row, and cornell has no published number
+    assert rows[["dataset", "model"]].values.tolist() == [["texas", "diag-nsd"], ["texas", "gen-nsd"]]
+    assert rows.within.tolist() == [True, False]  # 85.0 >= 85.95 - 5.51; 80.0 < 82.97 - 2.41
+    assert rows.gap.round(2).tolist() == [-0.95, -2.97]
+    assert rows_against_paper(table, models=["gcn"]).within.tolist() == [True]

@@ -279,6 +279,28 @@ def layers_of(results: pd.DataFrame) -> pd.Series:
     return results["hparams"].map(lambda s: int(json.loads(s)["layers"]))
 
 
+def rows_against_paper(table: pd.DataFrame, models: Sequence[str] = SHEAF_MODELS) -> pd.DataFrame:
+    """Each of our rows of ``models`` that has a published number, against it: is our mean within one
+    published standard deviation of the published mean, or above it?
+
+    Args:
+        table: :func:`accuracy_table` rows (``dataset, model, mean, std, paper_mean, paper_std``).
+        models: the rows to compare (default: the three sheaf types).
+
+    Returns:
+        Rows ``dataset, model, ours, paper, paper_std, gap, within`` (``gap`` = ours - paper, in points),
+        in the order of ``table``.
+    """
+    rows = table[table.model.isin(list(models)) & table.paper_mean.notna()]
+    out = pd.DataFrame({
+        "dataset": rows.dataset, "model": rows.model, "ours": rows["mean"], "paper": rows.paper_mean.astype(float),
+        "paper_std": rows.paper_std.astype(float),
+    }).reset_index(drop=True)  # fmt: skip
+    out["gap"] = out.ours - out.paper
+    out["within"] = out.ours >= out.paper - out.paper_std
+    return out
+
+
 def curve_ends(summary: pd.DataFrame, x: str, by: Sequence[str], y: str = "test_mean") -> pd.DataFrame:
     """The points of a swept curve the text quotes: for each group ``by`` (e.g. one model on one dataset), the
     value at the smallest and at the largest ``x`` (depth, homophily), and the worst and the best point.
