@@ -58,7 +58,8 @@ DEPTHS = [2, 4]
 DEPTH_SPLITS = [0]
 SBM_HOMOPHILY = [0.1, 0.5, 0.9]
 SBM_MODELS = ["mlp", "gcn", "diag-nsd", "orth-nsd", "gen-nsd"]
-SBM_GRAPH = {"num_nodes": 300, "num_classes": 3, "mean_degree": 6.0, "num_features": 16, "feature_signal": 0.7}
+SBM_GRAPH = {"num_nodes": 300, "num_classes": 3, "mean_degree": 6.0, "num_features": 16}
+SBM_FEATURE_SIGNALS = [0.7, 2.0]
 SBM_SPLITS = [0]
 ENERGY_DATASET = "texas"
 
@@ -81,7 +82,8 @@ params = dict(
     DATASETS=DATASETS, MODELS=MODELS, SPLITS=SPLITS, TRAIN=TRAIN, MODEL_DEFAULTS=MODEL_DEFAULTS, CONFIGS=CONFIGS,
     SELECT_MODEL=SELECT_MODEL, SELECT_SPLITS=SELECT_SPLITS,
     DEPTH_DATASETS=DEPTH_DATASETS, DEPTH_MODELS=DEPTH_MODELS, DEPTHS=DEPTHS, DEPTH_SPLITS=DEPTH_SPLITS,
-    SBM_HOMOPHILY=SBM_HOMOPHILY, SBM_MODELS=SBM_MODELS, SBM_GRAPH=SBM_GRAPH, SBM_SPLITS=SBM_SPLITS,
+    SBM_HOMOPHILY=SBM_HOMOPHILY, SBM_MODELS=SBM_MODELS, SBM_GRAPH=SBM_GRAPH,
+    SBM_FEATURE_SIGNALS=SBM_FEATURE_SIGNALS, SBM_SPLITS=SBM_SPLITS,
     ENERGY_DATASET=ENERGY_DATASET,
 )
 rep = Report("01_sheaf_diffusion", PROFILE, params=params)
@@ -192,21 +194,32 @@ rep.figure(fig, "nsd_depth")
 # %% [markdown]
 # ## Heterophily on synthetic graphs
 # Contextual stochastic block models with the same features and class sizes and edge homophily from 0 to 1:
-# the graph is the only thing that changes.
+# the graph is the only thing that changes. Two feature regimes (`SBM_FEATURE_SIGNALS`, the norm of the class
+# means against unit Gaussian noise): weak features, where the graph must carry the labels, and features that
+# are informative on their own. The sheaf models use their defaults (`MODEL_DEFAULTS`), as no dataset
+# configuration applies to these graphs.
 
 # %%
 sbm_results = run_experiments(
-    proto.sbm_specs(SBM_HOMOPHILY, SBM_MODELS, SBM_SPLITS, SBM_GRAPH, TRAIN, MODEL_DEFAULTS),
+    [spec for signal in SBM_FEATURE_SIGNALS for spec in proto.sbm_specs(
+        SBM_HOMOPHILY, SBM_MODELS, SBM_SPLITS, {**SBM_GRAPH, "feature_signal": signal}, TRAIN, MODEL_DEFAULTS)],
     cache, data_loader=proto.load_graph,
-)
+)  # fmt: skip
 sbm_results["homophily"] = sbm_results.dataset.map(proto.homophily_of)
-sbm_summary = summarise(sbm_results, by=("homophily", "model"))
+sbm_results["signal"] = sbm_results.dataset.map(lambda name: proto.csbm_value(name, "feature_signal"))
+sbm_summary = summarise(sbm_results, by=("signal", "homophily", "model"))
 sbm_summary["model_name"] = sbm_summary.model.map(display_name)
-fig, ax = plt.subplots(figsize=figsize(0.75, 0.62))
-sns.lineplot(data=sbm_summary, x="homophily", y="test_mean", hue="model_name", style="model_name", markers=True,
-             dashes=False, ax=ax, lw=0.9, markersize=5)
-ax.set(xlabel="edge homophily of the CSBM graph", ylabel="test accuracy (%)")
-ax.legend(title=None, fontsize=7)
+signals = sorted(sbm_summary.signal.unique())
+fig, axes = plt.subplots(1, len(signals), figsize=figsize(1.0, 0.36), sharey=True, squeeze=False)
+for ax, signal in zip(axes[0], signals):
+    sub = sbm_summary[sbm_summary.signal == signal]
+    sns.lineplot(data=sub, x="homophily", y="test_mean", hue="model_name", style="model_name", markers=True,
+                 dashes=False, ax=ax, lw=0.9, markersize=5, legend=ax is axes[0][0])
+    mlp = sub[sub.model == "mlp"].test_mean.mean()
+    ax.set(xlabel="edge homophily of the CSBM graph", ylabel="test accuracy (%)",
+           title=f"class means of norm {signal:g} (MLP {mlp:.0f} %)")
+axes[0][0].legend(title=None, fontsize=7)
+fig.tight_layout()
 rep.figure(fig, "nsd_csbm_homophily")
 
 # %% [markdown]
@@ -239,7 +252,7 @@ rep.figure(fig, "nsd_energy")
 # %%
 depth_hom = {ds: graph_stats(proto.load_graph(ds))["edge_homophily"] for ds in depth_ds}
 depth_ends = proto.curve_ends(depth_summary, x="layers", by=("dataset", "model"))
-sbm_ends = proto.curve_ends(sbm_summary, x="homophily", by=("model",)).set_index("model")
+sbm_ends = proto.curve_ends(sbm_summary, x="homophily", by=("signal", "model")).set_index(["signal", "model"])
 print(depth_ends.round(1).to_string(index=False), sbm_ends.round(1).to_string(), sep="\n\n")
 
 
@@ -260,20 +273,24 @@ for role, ds in {"Hetero": min(depth_ds, key=depth_hom.get), "Homo": max(depth_d
     rep.macro(f"NsdDepth{role}SheafShallow", ends.loc[top, "first"], 1)
     rep.macro(f"NsdDepth{role}SheafDeep", ends.loc[top, "last"], 1)
 
-sbm_top = sheaf_pick(sbm_ends, "worst")
-sbm_curves = sbm_summary.pivot(index="homophily", columns="model", values="test_mean")
-sbm_best_sheaf = sbm_curves[[m for m in proto.SHEAF_MODELS if m in sbm_curves]].max(axis=1)
-rep.macro("NsdCsbmLevels", len(sbm_curves))
-rep.macro("NsdCsbmGcnLow", sbm_ends.loc["gcn", "first"], 1)
-rep.macro("NsdCsbmGcnHigh", sbm_ends.loc["gcn", "last"], 1)
-rep.macro("NsdCsbmGcnWorst", sbm_ends.loc["gcn", "worst"], 1)
-rep.macro("NsdCsbmGcnWorstAt", sbm_ends.loc["gcn", "worst_x"], 1)
-rep.macro("NsdCsbmMlpMean", sbm_curves["mlp"].mean(), 1)
-rep.macro("NsdCsbmSheafModel", display_name[sbm_top])
-rep.macro("NsdCsbmSheafLow", sbm_ends.loc[sbm_top, "first"], 1)
-rep.macro("NsdCsbmSheafWorst", sbm_ends.loc[sbm_top, "worst"], 1)
-rep.macro("NsdCsbmSheafWorstAt", sbm_ends.loc[sbm_top, "worst_x"], 1)
-rep.macro("NsdCsbmSheafOverGcn", int((sbm_best_sheaf > sbm_curves["gcn"]).sum()))
+for role, signal in {"Weak": signals[0], "Strong": signals[-1]}.items():
+    ends = sbm_ends.loc[signal]
+    top = sheaf_pick(ends, "worst")
+    curves = sbm_summary[sbm_summary.signal == signal].pivot(index="homophily", columns="model", values="test_mean")
+    best_sheaf = curves[[m for m in proto.SHEAF_MODELS if m in curves]].max(axis=1)
+    rep.macro(f"NsdCsbm{role}Signal", float(signal), 1)
+    rep.macro(f"NsdCsbm{role}GcnLow", ends.loc["gcn", "first"], 1)
+    rep.macro(f"NsdCsbm{role}GcnHigh", ends.loc["gcn", "last"], 1)
+    rep.macro(f"NsdCsbm{role}GcnWorst", ends.loc["gcn", "worst"], 1)
+    rep.macro(f"NsdCsbm{role}GcnWorstAt", ends.loc["gcn", "worst_x"], 1)
+    rep.macro(f"NsdCsbm{role}MlpMean", curves["mlp"].mean(), 1)
+    rep.macro(f"NsdCsbm{role}SheafModel", display_name[top])
+    rep.macro(f"NsdCsbm{role}SheafLow", ends.loc[top, "first"], 1)
+    rep.macro(f"NsdCsbm{role}SheafHigh", ends.loc[top, "last"], 1)
+    rep.macro(f"NsdCsbm{role}SheafWorst", ends.loc[top, "worst"], 1)
+    rep.macro(f"NsdCsbm{role}SheafWorstAt", ends.loc[top, "worst_x"], 1)
+    rep.macro(f"NsdCsbm{role}SheafOverGcn", int((best_sheaf > curves["gcn"]).sum()))
+rep.macro("NsdCsbmLevels", len(SBM_HOMOPHILY))
 energy_last = energy.sort_values("layer").groupby("model")["relative_energy"].last()
 rep.macro("NsdEnergyName", resolve_node_dataset(ENERGY_DATASET).display or ENERGY_DATASET)
 rep.macro("NsdEnergyLastMin", energy_last.min(), 3)

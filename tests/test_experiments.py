@@ -399,3 +399,17 @@ def test_rows_against_paper_compares_each_sheaf_row_with_its_published_number() 
     assert rows.within.tolist() == [True, False]  # 85.0 >= 85.95 - 5.51; 80.0 < 82.97 - 2.41
     assert rows.gap.round(2).tolist() == [-0.95, -2.97]
     assert rows_against_paper(table, models=["gcn"]).within.tolist() == [True]
+
+
+def test_csbm_names_carry_every_field_of_the_graph() -> None:
+    from mmsheaf.nsd_protocol import csbm_name, csbm_value, homophily_of
+
+    name = csbm_name(0.3, num_nodes=200, feature_signal=2.0)
+    assert homophily_of(name) == 0.3 and csbm_value(name, "feature_signal") == 2.0
+    assert csbm_value(name, "num_nodes") == 200
+    # the same graph given in another order has the same name (and so the same cached runs)
+    assert csbm_name(0.3, feature_signal=2.0, num_nodes=200) == name
+    with pytest.raises(ValueError, match="names no mean_degree"):
+        csbm_value(name, "mean_degree")
+    with pytest.raises(ValueError, match="not a CSBM graph name"):
+        csbm_value("texas", "edge_homophily")

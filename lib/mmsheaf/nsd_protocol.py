@@ -247,13 +247,20 @@ def sbm_specs(
     return table_specs(names, models, splits, train, model_defaults, None)
 
 
-def homophily_of(name: str) -> float:
-    """The edge homophily encoded in a :func:`csbm_name`."""
+def csbm_value(name: str, field: str) -> float:
+    """The value of one :class:`~mmsheaf.data.CSBMConfig` field encoded in a :func:`csbm_name`."""
+    if not name.startswith(CSBM_PREFIX):
+        raise ValueError(f"{name!r} is not a CSBM graph name (they start with {CSBM_PREFIX!r}, see csbm_name)")
     for item in name[len(CSBM_PREFIX):].split(","):
         key, _, raw = item.partition("=")
-        if key == "edge_homophily":
+        if key == field:
             return float(raw)
-    raise ValueError(f"{name!r} names no edge_homophily")
+    raise ValueError(f"{name!r} names no {field}")
+
+
+def homophily_of(name: str) -> float:
+    """The edge homophily encoded in a :func:`csbm_name`."""
+    return csbm_value(name, "edge_homophily")
 
 
 def accuracy_table(results: pd.DataFrame) -> pd.DataFrame:
