@@ -413,3 +413,18 @@ def test_csbm_names_carry_every_field_of_the_graph() -> None:
         csbm_value(name, "mean_degree")
     with pytest.raises(ValueError, match="not a CSBM graph name"):
         csbm_value("texas", "edge_homophily")
+
+
+def test_energy_profiles_give_one_row_per_layer_with_a_scale_free_quotient() -> None:
+    from mmsheaf.nsd_protocol import energy_profiles
+
+    data = contextual_sbm(num_nodes=60, mean_degree=5, num_classes=3, num_features=8, seed=0)
+    cfg = TrainConfig(epochs=3, patience=3)
+    runs = {m: ({"d": 2, "layers": 3, "hidden_channels": 4}, cfg) for m in ("diag-nsd", "orth-nsd")}
+    df = energy_profiles(data, runs, split=0)
+    assert df.columns.tolist() == ["model", "layer", "energy", "relative_energy", "rayleigh"]
+    assert df.groupby("model").layer.apply(list).tolist() == [[0, 1, 2, 3]] * 2
+    first = df[df.layer == 0]
+    assert (first.relative_energy == 1.0).all()
+    assert df.rayleigh.between(0, 2).all() and (df.energy >= 0).all()
+    assert not df.rayleigh.equals(df.energy)

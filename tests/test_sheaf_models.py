@@ -326,6 +326,11 @@ def test_dirichlet_energies() -> None:
         lap = model.convs[0].sheaf_laplacian(h, index, normalisation="sym")
         expected = float(dirichlet_energy(lap, h.view(N, model.config.total_d, -1)))
     assert energies[0] == pytest.approx(expected, rel=1e-5)
+    # the Rayleigh quotient: the same energies over the squared norm of the state, so 0 <= q < 2 (the
+    # normalised Laplacian is below 2 D (D + I)^-1)
+    quotients = model.dirichlet_energies(x, ei, rayleigh=True)
+    assert quotients[0] == pytest.approx(expected / float(h.pow(2).sum()), rel=1e-5)
+    assert all(0 <= q < 2 for q in quotients)
 
 
 def test_index_built_once_per_graph() -> None:

@@ -374,14 +374,18 @@ def accuracy_display(
 def energy_profiles(
     data: Data, runs: Mapping[str, tuple[Mapping[str, Any], TrainConfig]], split: int = 0
 ) -> pd.DataFrame:
-    """Train each sheaf model once (on ``split``) and measure its sheaf Dirichlet energy after every layer.
+    r"""Train each sheaf model once (on ``split``) and measure its sheaf Dirichlet energy after every layer.
 
     Args:
         data: the graph.
         runs: ``{model name: (hparams, train config)}`` (as :func:`resolve` returns them).
 
     Returns:
-        Rows ``model, layer, energy, relative_energy`` (energy divided by the energy at layer 0).
+        Rows ``model, layer, energy, relative_energy, rayleigh``: the energy, the energy divided by the
+        energy at layer 0, and the Rayleigh quotient :math:`E(X_t) / \|X_t\|_F^2`. The quotient is the one
+        to compare across layers and models: a trained model rescales its state at every layer, and a
+        learned sheaf whose maps are near zero at layer 0 has an energy near zero there, which makes the
+        ratio to layer 0 meaningless (Diag-NSD on Texas does this: 1e-16 at layer 0).
     """
     from .models import build_node_model
     from .train import set_seed, train_node_classifier
@@ -392,9 +396,10 @@ def energy_profiles(
         model = build_node_model(model_name, data.num_features, int(data.y.max()) + 1, **dict(hparams))
         train_node_classifier(model, data, split=split, cfg=cfg)
         energies = model.dirichlet_energies(data.x, data.edge_index)
+        quotients = model.dirichlet_energies(data.x, data.edge_index, rayleigh=True)
         base = energies[0] if energies and energies[0] > 0 else 1.0
         rows += [
-            {"model": model_name, "layer": i, "energy": float(e), "relative_energy": float(e) / base}
-            for i, e in enumerate(energies)
+            {"model": model_name, "layer": i, "energy": e, "relative_energy": e / base, "rayleigh": q}
+            for i, (e, q) in enumerate(zip(energies, quotients))
         ]
-    return pd.DataFrame(rows, columns=["model", "layer", "energy", "relative_energy"])
+    return pd.DataFrame(rows, columns=["model", "layer", "energy", "relative_energy", "rayleigh"])

@@ -237,7 +237,11 @@ class DiscreteNSD(_NSDBase):
 
     @torch.no_grad()
     def dirichlet_energies(
-        self, x: Tensor, edge_index: Tensor | SheafIndex, normalisation: str | None = "sym"
+        self,
+        x: Tensor,
+        edge_index: Tensor | SheafIndex,
+        normalisation: str | None = "sym",
+        rayleigh: bool = False,
     ) -> list[float]:
         r"""Sheaf Dirichlet energy
         :math:`\operatorname{tr}(\mathbf{X}_t^\top \Delta_{\mathcal{F}(t)} \mathbf{X}_t)` of the hidden state,
@@ -247,6 +251,10 @@ class DiscreteNSD(_NSDBase):
         :math:`t \ge 1` is the state after layer :math:`t` measured with the sheaf of layer :math:`t` (the
         one it was diffused with). The Laplacians are normalised with ``normalisation`` (``"sym"``: the
         normalised sheaf Laplacian of the paper), whatever the model's own setting.
+
+        With ``rayleigh=True`` each energy is divided by :math:`\|\mathbf{X}_t\|_F^2` (the Rayleigh quotient,
+        in :math:`[0, \lambda_{\max}(\Delta_{\mathcal{F}(t)})]`): unlike the raw energy it does not grow
+        with the scale of the state, which the weights of a trained model change from layer to layer.
 
         Returns:
             ``layers + 1`` floats.
@@ -258,10 +266,15 @@ class DiscreteNSD(_NSDBase):
             h = self._encode(x)
             n, dt = h.size(0), self.config.total_d
             energies: list[float] = []
+
+            def measure(probe: SheafLaplacian, state: Tensor) -> float:
+                energy = float(dirichlet_energy(probe, state.view(n, dt, -1)))
+                return energy / max(float(state.pow(2).sum()), 1e-30) if rayleigh else energy
+
             for state, probe in self._diffuse(h, index, normalisation, record=True):
                 if not energies:
-                    energies.append(float(dirichlet_energy(probe, h.view(n, dt, -1))))
-                energies.append(float(dirichlet_energy(probe, state.view(n, dt, -1))))
+                    energies.append(measure(probe, h))
+                energies.append(measure(probe, state))
             return energies
         finally:
             self.train(was_training)
