@@ -354,7 +354,7 @@ def row_note(r) -> str:
 
 rep.macro("NsdRowsShort", Latex("; ".join(row_note(r) for r in short_rows.itertuples()) or "none"))
 rep.macro("NsdMissing", Latex(", ".join(latex_escape(d) for d in missing) or "none"))
-rep.macro("NsdRuns", len(set(selection_runs.key) | set(results.key)) + len(depth_results) + len(sbm_results))
+rep.macro("NsdRuns", len({*selection_runs.key, *results.key, *depth_results.key, *sbm_results.key}))
 rep.macro("NsdSelected", Latex(", ".join(latex_escape(d) for d in selection.dataset.unique()) or "none"))
 rep.macro("NsdDepthMax", max(DEPTHS))
 rep.runs([cache.folder.name], [*selection_runs.key, *results.key, *depth_results.key, *sbm_results.key])
