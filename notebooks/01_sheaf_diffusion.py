@@ -267,6 +267,7 @@ def sheaf_pick(ends: pd.DataFrame, column: str) -> str:
 
 
 rep.macro("NsdDepthMin", min(DEPTHS))
+rep.macro("NsdDepthNext", sorted(DEPTHS)[-2])
 # Whether a deep model fails to fit its training set (optimisation) or fits it and fails to generalise
 train_fit = depth_results[depth_results.model.isin(proto.SHEAF_MODELS)].groupby(["layers", "dataset", "model"])
 train_fit = 100 * train_fit.train_acc.mean()
@@ -282,6 +283,12 @@ for role, ds in {"Hetero": min(depth_ds, key=depth_hom.get), "Homo": max(depth_d
     rep.macro(f"NsdDepth{role}SheafModel", display_name[top])
     rep.macro(f"NsdDepth{role}SheafShallow", ends.loc[top, "first"], 1)
     rep.macro(f"NsdDepth{role}SheafDeep", ends.loc[top, "last"], 1)
+    # one step shallower than the deepest: where GCN and the sheaf types part ways, if they do
+    at_next = depth_summary[(depth_summary.dataset == ds) & (depth_summary.layers == sorted(DEPTHS)[-2])]
+    at_next = at_next.set_index("model").test_mean
+    rep.macro(f"NsdDepth{role}GcnNext", at_next["gcn"], 1)
+    rep.macro(f"NsdDepth{role}SheafNextMin", at_next[at_next.index.isin(proto.SHEAF_MODELS)].min(), 1)
+    rep.macro(f"NsdDepth{role}SheafNextMax", at_next[at_next.index.isin(proto.SHEAF_MODELS)].max(), 1)
 
 for role, signal in {"Weak": signals[0], "Strong": signals[-1]}.items():
     ends = sbm_ends.loc[signal]
