@@ -96,13 +96,14 @@ print(f"train density {density:.4f}; items without text: {(~data.has('item', 'te
 # trials are saved with the results.
 
 # %%
-tuned, histories, trial_keys = {}, [], []
+tuned, histories, trial_keys, studies = {}, [], [], []
 for name in MODELS:
     space = {**SEARCH, **MODEL_SEARCH.get(name, {})}
     study, best = proto.tune(name, "ml100k", space, HPO_TRIALS, hparams=HPARAMS, train=TRAIN,
                              data_options=DATA_OPTIONS, progress=False)  # fmt: skip
     tuned[name] = best
     trial_keys += complete_trial_attrs(study, "run_key")
+    studies.append(study.study_name)
     trials = study_frame(study).sort_values("number")
     trials["model"], trials["best so far"] = display[name], trials["value"].cummax()
     histories.append(trials)
@@ -287,7 +288,7 @@ rep.macro("RecColdBest", Latex(latex_escape(display[cold_best.idxmax()])))
 rep.macro("RecColdBestNdcg", cold_best.max(), digits=4)
 rep.macro("RecColdSheafNdcg", cold_best.get("mm-sheaf", float("nan")), digits=4)
 print(f"MM-Sheaf NDCG@20 {mm['ndcg@20']:.4f} vs LightGCN {lgcn['ndcg@20']:.4f}: {gain_lgcn:+.1f} %")
-rep.runs([cache.folder.name], [*trial_keys, *runs.key, *cold.key, *pd.concat(ablation_runs).key])
+rep.runs([cache.folder.name], [*trial_keys, *runs.key, *cold.key, *pd.concat(ablation_runs).key], studies=studies)
 rep.close()
 
 # %% [markdown]

@@ -127,12 +127,13 @@ def encoder_for(task, modalities=None, **extra):
 
 
 searches = [(t, name) for t in TASKS for name in LOSSES]
-tuned = {}
+tuned, studies = {}, []
 for t, name in worker_order(searches):  # a second worker (MMSHEAF_RUN_ORDER=reverse) starts from the end
     study, best = proto.tune(name, t, HPO_TRIALS, encoder=encoder_for(t), train={**TRAIN, **HPO_TRAIN},
                              data_options=DATA_OPTIONS.get(t, {}), progress=False)  # fmt: skip
     tuned[(t, name)] = best
     used_keys += complete_trial_attrs(study, "run_key")
+    studies.append(study.study_name)
     print(f"{t:9s} {name:18s} best val MAP@R {study.best_value:.4f}  {best}")
 tuned = {pair: tuned[pair] for pair in searches}
 hparams = pd.DataFrame([{"task": t, "loss": n, "params": ", ".join(
@@ -438,7 +439,7 @@ rep.macro("MetricSecondsContrastiveOne", seconds.loc["item", "contrastive"], dig
 if "category" in seconds.index:
     rep.macro("MetricSecondsAngularTwo", seconds.loc["category", "angular-margin"], digits=0)
     rep.macro("MetricSecondsContrastiveTwo", seconds.loc["category", "contrastive"], digits=0)
-rep.runs([cache.folder.name], used_keys)
+rep.runs([cache.folder.name], used_keys, studies=studies)
 rep.close()
 
 # %% [markdown]

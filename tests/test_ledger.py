@@ -104,3 +104,42 @@ def test_export_beside_the_outputs_records_provenance(tmp_path: Path, monkeypatc
     assert path == tmp_path / "figures" / "runs" / "01_sheaf_diffusion.jsonl" and added == total == 3
     prov = json.loads((tmp_path / "figures" / "provenance" / "runs__01_sheaf_diffusion.jsonl.json").read_text())
     assert prov["partial"] is True and prov["runs"] == 3 and prov["output"] == "runs/01_sheaf_diffusion.jsonl"
+
+
+def test_a_study_journal_in_the_ledger_replays_its_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger keeps a study's journal; seeded on another machine, the study is complete, so the rerun
+    calls the objective no more and finds the same best trial (runs alone would let it sample anew)."""
+    from mmsheaf.hpo import StudyConfig, run_study
+
+    space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+    calls: list[float] = []
+
+    def objective(params: dict, trial) -> float:  # noqa: ANN001
+        calls.append(params["x"])
+        return -((params["x"] - 0.3) ** 2)
+
+    first, second = tmp_path / "machine1", tmp_path / "machine2"
+    cfg = StudyConfig("toy-study", n_trials=6, seed=1, n_startup_trials=3)
+    monkeypatch.setenv("MMSHEAF_CACHE", str(first))
+    study = run_study(objective, space, cfg, progress=False)
+    assert len(calls) == 6
+    target = tmp_path / "l.jsonl"
+    with pytest.warns(UserWarning, match="no journal file"):
+        ledger.write_ledger(target, ["node_classification"], [], cache_root=first, studies=["toy-study", "gone"])
+    records = ledger.read_ledger(target)
+    assert list(records) == [(ledger.STUDY_FOLDER, "toy-study")]
+
+    monkeypatch.setenv("MMSHEAF_CACHE", str(second))
+    assert ledger.seed_cache(target, second) == 1
+    journal = second / "optuna" / "toy-study.journal"
+    assert journal.read_bytes() == (first / "optuna" / "toy-study.journal").read_bytes()
+    again = run_study(objective, space, cfg, progress=False)
+    assert len(calls) == 6  # nothing sampled or trained again
+    assert again.best_params == study.best_params and again.best_value == study.best_value
+
+
+def test_a_study_record_without_a_journal_is_skipped(tmp_path: Path) -> None:
+    target = tmp_path / "l.jsonl"
+    target.write_text(json.dumps({"folder": "optuna", "key": "s", "payload": {"journal": [1, 2]}}) + "\n")
+    with pytest.warns(UserWarning, match="not a run record"):
+        assert ledger.read_ledger(target) == {}

@@ -17,6 +17,13 @@ A notebook's runs are cached one file per run (``<cache>/<folder>/<key>.json``, 
   (:func:`export_runs`), which merges the cache's finished runs into the ledger, so the next session (or
   another machine) resumes from there.
 
+A ledger also keeps the Optuna studies a notebook ran (``studies=`` of :func:`write_ledger`): the journal
+file of each (``<cache>/optuna/<name>.journal``, see :meth:`mmsheaf.hpo.StudyConfig.journal_path`), one
+record per study, ``{"folder": "optuna", "key": "<study name>", "payload": {"journal": [lines]}}``. Seeding
+it restores the study itself, so a rerun replays the same trials in the same order. Without it the runs
+alone are not enough: a study that two workers ran drew its trials in an interleaved order that one worker
+does not repeat, and the rerun would sample (and train) trials of its own.
+
 ``MMSHEAF_REUSE_RUNS=0`` makes :func:`seed_cache` a no-op: every run is recomputed from scratch.
 """
 
@@ -34,6 +41,7 @@ from .atomic import write_text_atomic
 
 __all__ = [
     "RUN_FOLDERS",
+    "STUDY_FOLDER",
     "export_runs",
     "ledger_path",
     "read_ledger",
@@ -48,6 +56,14 @@ RUN_FOLDERS: Mapping[str, tuple[str, ...]] = {
     "03_arcface_vs_contrastive": ("metric_runs",),
 }
 """The run-cache folders (under :func:`mmsheaf.paths.cache_root`) of each notebook."""
+
+
+STUDY_FOLDER = "optuna"
+"""The cache folder of the Optuna study journals; ledger records of this folder are journals, not runs."""
+
+
+def _cache_file(root: Path, folder: str, key: str) -> Path:
+    return root / folder / (f"{key}.journal" if folder == STUDY_FOLDER else f"{key}.json")
 
 
 def ledger_path(notebook: str, profile: str) -> Path:
@@ -79,6 +95,9 @@ def read_ledger(path: str | Path) -> dict[tuple[str, str], dict[str, Any]]:
                 raise TypeError("folder and key must be strings, payload an object")
             if "/" in folder or "/" in key or folder.startswith(".") or key.startswith("."):
                 raise ValueError("folder and key must be plain names")
+            journal = payload.get("journal")
+            if folder == STUDY_FOLDER and not (isinstance(journal, list) and all(isinstance(x, str) for x in journal)):
+                raise TypeError("a study record's payload must be {'journal': [lines]}")
         except (ValueError, KeyError, TypeError) as exc:
             warnings.warn(f"{path}:{number}: skipping a ledger line that is not a run record ({exc}).",
                           stacklevel=2)  # fmt: skip
@@ -96,7 +115,8 @@ def _dump(records: Mapping[tuple[str, str], Mapping[str, Any]]) -> str:
 
 
 def seed_cache(path: str | Path, cache_root: str | Path | None = None) -> int:
-    """Write every ledger record that the cache lacks as ``<cache_root>/<folder>/<key>.json``.
+    """Write every ledger record that the cache lacks as ``<cache_root>/<folder>/<key>.json`` (a study's
+    journal as ``<cache_root>/optuna/<name>.journal``).
 
     Args:
         path: The ledger (see :func:`ledger_path`).
@@ -110,11 +130,14 @@ def seed_cache(path: str | Path, cache_root: str | Path | None = None) -> int:
     root = Path(cache_root) if cache_root is not None else paths.cache_root()
     written = 0
     for (folder, key), payload in read_ledger(path).items():
-        target = root / folder / f"{key}.json"
+        target = _cache_file(root, folder, key)
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(target, json.dumps(payload, indent=1, sort_keys=True))
+        if folder == STUDY_FOLDER:
+            write_text_atomic(target, "".join(line + "\n" for line in payload["journal"]))
+        else:
+            write_text_atomic(target, json.dumps(payload, indent=1, sort_keys=True))
         written += 1
     return written
 
@@ -135,8 +158,20 @@ def _cache_records(root: Path, folders: Iterable[str], keys: set[str] | None) ->
     return records
 
 
+def _study_records(root: Path, studies: Iterable[str]) -> dict[tuple[str, str], Any]:
+    records: dict[tuple[str, str], Any] = {}
+    for name in sorted(set(studies)):
+        journal = _cache_file(root, STUDY_FOLDER, name)
+        if not journal.is_file():
+            warnings.warn(f"study {name!r} has no journal file {journal} (kept in a database?): the ledger "
+                          "keeps its runs only, and a rerun samples its trials again.", stacklevel=3)  # fmt: skip
+            continue
+        records[(STUDY_FOLDER, name)] = {"journal": journal.read_text(encoding="utf-8").splitlines()}
+    return records
+
+
 def write_ledger(path: str | Path, folders: Iterable[str], keys: Iterable[str],
-                 cache_root: str | Path | None = None) -> Path:  # fmt: skip
+                 cache_root: str | Path | None = None, studies: Iterable[str] = ()) -> Path:  # fmt: skip
     """Write the ledger of exactly the runs ``keys`` found in the cache ``folders`` (replacing the file).
 
     Args:
@@ -144,6 +179,9 @@ def write_ledger(path: str | Path, folders: Iterable[str], keys: Iterable[str],
         folders: Cache folders to read, e.g. ``("node_classification",)``.
         keys: The runs to keep; keys not in the cache are an error (the ledger would be incomplete).
         cache_root: Root of the run caches (default :func:`mmsheaf.paths.cache_root`).
+        studies: Names of the Optuna studies the notebook ran; their journal files are kept too, so a rerun
+            replays their trials (a study without a journal file, e.g. in a database, is skipped with a
+            warning).
     """
     root = Path(cache_root) if cache_root is not None else paths.cache_root()
     wanted = set(keys)
@@ -152,6 +190,7 @@ def write_ledger(path: str | Path, folders: Iterable[str], keys: Iterable[str],
     if missing:
         raise ValueError(f"{len(missing)} of the {len(wanted)} runs are not in the cache folders "
                          f"{list(folders)} under {root} (e.g. {sorted(missing)[0]}): run them first.")  # fmt: skip
+    records.update(_study_records(root, studies))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, _dump(records))

@@ -339,17 +339,18 @@ class Report:
         self._record(tex_rel)
         return self.out_dir / tex_rel
 
-    def runs(self, folders: Sequence[str], keys: Iterable[str]) -> Path:
+    def runs(self, folders: Sequence[str], keys: Iterable[str], studies: Iterable[str] = ()) -> Path:
         """Write the ledger ``<out>/runs/<notebook>.jsonl`` of exactly the cached runs ``keys``
-        (:mod:`mmsheaf.ledger`): the raw per-run results behind the tables, from which a later run resumes."""
+        (:mod:`mmsheaf.ledger`): the raw per-run results behind the tables, from which a later run resumes,
+        and the journals of the Optuna ``studies`` (by name), so that the rerun replays their trials."""
         from .ledger import write_ledger  # local import: the ledger module imports this one
 
         if self.closed:
             raise ValueError("this Report is closed: create a new one to write more outputs")
-        keys = sorted(set(keys))
+        keys, studies = sorted(set(keys)), sorted(set(studies))
         rel = f"runs/{self.notebook}.jsonl"
-        write_ledger(self.out_dir / rel, folders, keys)
-        self._record(rel, runs=len(keys), cache_folders=list(folders))
+        write_ledger(self.out_dir / rel, folders, keys, studies=studies)
+        self._record(rel, runs=len(keys), cache_folders=list(folders), studies=studies)
         return self.out_dir / rel
 
     def macro(self, name: str, value: Any, digits: int | None = None) -> str:
