@@ -66,6 +66,13 @@ def _cache_file(root: Path, folder: str, key: str) -> Path:
     return root / folder / (f"{key}.journal" if folder == STUDY_FOLDER else f"{key}.json")
 
 
+def _cache_text(folder: str, payload: Mapping[str, Any]) -> str:
+    """The content of a record's cache file: a study's journal lines, or a run's JSON."""
+    if folder == STUDY_FOLDER:
+        return "".join(line + "\n" for line in payload["journal"])
+    return json.dumps(payload, indent=1, sort_keys=True)
+
+
 def ledger_path(notebook: str, profile: str) -> Path:
     """``<output root of the profile>/runs/<notebook>.jsonl`` (``figures/runs/...`` for ``paper``)."""
     return paths.output_root(profile) / "runs" / f"{notebook}.jsonl"
@@ -95,8 +102,8 @@ def read_ledger(path: str | Path) -> dict[tuple[str, str], dict[str, Any]]:
                 raise TypeError("folder and key must be strings, payload an object")
             if "/" in folder or "/" in key or folder.startswith(".") or key.startswith("."):
                 raise ValueError("folder and key must be plain names")
-            journal = payload.get("journal")
-            if folder == STUDY_FOLDER and not (isinstance(journal, list) and all(isinstance(x, str) for x in journal)):
+            lines = payload.get("journal")
+            if folder == STUDY_FOLDER and not (isinstance(lines, list) and all(isinstance(x, str) for x in lines)):
                 raise TypeError("a study record's payload must be {'journal': [lines]}")
         except (ValueError, KeyError, TypeError) as exc:
             warnings.warn(f"{path}:{number}: skipping a ledger line that is not a run record ({exc}).",
@@ -134,10 +141,7 @@ def seed_cache(path: str | Path, cache_root: str | Path | None = None) -> int:
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        if folder == STUDY_FOLDER:
-            write_text_atomic(target, "".join(line + "\n" for line in payload["journal"]))
-        else:
-            write_text_atomic(target, json.dumps(payload, indent=1, sort_keys=True))
+        write_text_atomic(target, _cache_text(folder, payload))
         written += 1
     return written
 
@@ -163,8 +167,9 @@ def _study_records(root: Path, studies: Iterable[str]) -> dict[tuple[str, str], 
     for name in sorted(set(studies)):
         journal = _cache_file(root, STUDY_FOLDER, name)
         if not journal.is_file():
-            warnings.warn(f"study {name!r} has no journal file {journal} (kept in a database?): the ledger "
-                          "keeps its runs only, and a rerun samples its trials again.", stacklevel=3)  # fmt: skip
+            warnings.warn(f"study {name!r} has no journal file {journal} (kept in a database?): the "
+                          "ledger keeps its runs only, and a rerun samples its trials again.",
+                          stacklevel=3)  # fmt: skip
             continue
         records[(STUDY_FOLDER, name)] = {"journal": journal.read_text(encoding="utf-8").splitlines()}
     return records
