@@ -434,3 +434,13 @@ def test_two_workers_fill_one_budget(
         }
         overlap = any(a0 < b1 and b0 < a1 for a0, a1 in spans["A"] for b0, b1 in spans["B"])
         assert overlap, "the workers did not run concurrently"
+
+
+def test_rerunning_a_finished_study_leaves_its_journal_unchanged(_cache: Path) -> None:
+    """A rerun from a seeded ledger must not grow the journal (and with it the committed ledger)."""
+    cfg = StudyConfig("finished", n_trials=4, seed=0, n_startup_trials=2)
+    run_study(quadratic, SPACE, cfg, progress=False)
+    before = cfg.journal_path().read_bytes()
+    again = run_study(quadratic, SPACE, cfg, progress=False)
+    assert len(again.trials) == 4
+    assert cfg.journal_path().read_bytes() == before

@@ -693,14 +693,17 @@ def run_study(
     parsed = parse_space(space)
     catch = tuple(catch) if isinstance(catch, Iterable) else (catch,)
     storage = open_storage(cfg)
-    study = optuna.create_study(
-        study_name=cfg.name,
-        storage=storage,
-        direction=cfg.direction,
-        sampler=SAMPLERS[cfg.sampler](cfg, cfg.seed),
-        pruner=PRUNERS[cfg.pruner](cfg),
-        load_if_exists=True,
-    )
+    try:  # load first: a journal records every create_study call, even one that finds the study there
+        study = _load(cfg, storage, cfg.seed)
+    except KeyError:
+        study = optuna.create_study(
+            study_name=cfg.name,
+            storage=storage,
+            direction=cfg.direction,
+            sampler=SAMPLERS[cfg.sampler](cfg, cfg.seed),
+            pruner=PRUNERS[cfg.pruner](cfg),
+            load_if_exists=True,  # another worker may create it in between
+        )
     if study.directions != [_direction(cfg)]:
         raise ValueError(
             f"Study {cfg.name!r} exists with direction(s) {[d.name.lower() for d in study.directions]}, "
