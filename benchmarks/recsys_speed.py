@@ -43,7 +43,7 @@ def measure_one(model: str, epochs: int, warmup: int) -> dict:
 
     from mmsheaf.recsys import BPRSampler, bpr_loss, build_recommender, evaluate_recommender
     from mmsheaf.recsys.protocol import load_interactions
-    from mmsheaf.train import set_seed
+    from mmsheaf.nsd.train import set_seed
 
     p = yaml.safe_load(PARAMS.read_text())
     data = load_interactions("ml100k", **p["DATA_OPTIONS"])

@@ -68,15 +68,16 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from mmsheaf import nsd_protocol as proto
 from mmsheaf import paths
 from mmsheaf.data import graph_stats
 from mmsheaf.data.node_datasets import resolve_node_dataset
-from mmsheaf.experiments import ResultCache, run_experiments, summarise
-from mmsheaf.ledger import ledger_path, seed_cache
-from mmsheaf.models import resolve_node_model
-from mmsheaf.nsd_reference import best_sheaf_result
+from mmsheaf.nsd import protocol as proto
+from mmsheaf.nsd.reference import best_sheaf_result
+from mmsheaf.nsd.registry import resolve_node_model
+from mmsheaf.nsd.runs import run_experiments, summarise
 from mmsheaf.report import Latex, Report, figsize, latex_escape
+from mmsheaf.runs import RunCache
+from mmsheaf.runs.ledger import ledger_path, seed_cache
 
 params = dict(
     DATASETS=DATASETS, MODELS=MODELS, SPLITS=SPLITS, TRAIN=TRAIN, MODEL_DEFAULTS=MODEL_DEFAULTS, CONFIGS=CONFIGS,
@@ -87,7 +88,7 @@ params = dict(
     ENERGY_DATASET=ENERGY_DATASET,
 )
 rep = Report("01_sheaf_diffusion", PROFILE, params=params)
-cache = ResultCache(paths.cache_root() / "node_classification")
+cache = RunCache(paths.cache_root() / "node_classification")
 reused = seed_cache(ledger_path("01_sheaf_diffusion", PROFILE))  # finished runs kept with the outputs
 display_name = {m: resolve_node_model(m).display for m in set(MODELS) | set(DEPTH_MODELS) | set(SBM_MODELS)}
 print(f"profile={PROFILE}  results cache={cache.folder} ({reused} runs from the ledger)  outputs -> {rep.out_dir}")

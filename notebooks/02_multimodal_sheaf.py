@@ -63,8 +63,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from mmsheaf.hpo import complete_trial_attrs, study_frame
-from mmsheaf.ledger import ledger_path, seed_cache
+from mmsheaf.runs.hpo import complete_trial_attrs, study_frame
+from mmsheaf.runs.ledger import ledger_path, seed_cache
 from mmsheaf.recsys import recommender_names, resolve_recommender
 from mmsheaf.recsys import protocol as proto
 from mmsheaf.report import Latex, Report, figsize, latex_escape
@@ -73,7 +73,7 @@ params = dict(DATA_OPTIONS=DATA_OPTIONS, MODELS=MODELS, MULTIMODAL=MULTIMODAL, H
               SEARCH=SEARCH, MODEL_SEARCH=MODEL_SEARCH, HPO_TRIALS=HPO_TRIALS, SEEDS=SEEDS, ABLATIONS=ABLATIONS,
               ROBUSTNESS=ROBUSTNESS, COLD_MODELS=COLD_MODELS, MAP_MODEL=MAP_MODEL)  # fmt: skip
 rep = Report("02_multimodal_sheaf", PROFILE, params=params)
-cache = proto.RunCache()
+cache = proto.RecRunCache()
 reused = seed_cache(ledger_path("02_multimodal_sheaf", PROFILE))  # finished runs kept with the outputs
 display = {m: resolve_recommender(m).display for m in recommender_names()}
 print(f"profile={PROFILE}  run cache={cache.folder} ({reused} runs from the ledger)  outputs -> {rep.out_dir}")

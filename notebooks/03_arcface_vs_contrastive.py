@@ -74,12 +74,12 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from mmsheaf import metric_protocol as proto
-from mmsheaf.experiments import worker_order
-from mmsheaf.hpo import complete_trial_attrs
-from mmsheaf.ledger import ledger_path, seed_cache
 from mmsheaf.losses import resolve_loss
+from mmsheaf.metric import protocol as proto
 from mmsheaf.report import Latex, Report, figsize, latex_escape
+from mmsheaf.runs import worker_order
+from mmsheaf.runs.hpo import complete_trial_attrs
+from mmsheaf.runs.ledger import ledger_path, seed_cache
 
 params = dict(TASKS=TASKS, DATA_OPTIONS=DATA_OPTIONS, MODALITIES=MODALITIES, LOSSES=LOSSES, ENCODER=ENCODER,
               TRAIN=TRAIN, HPO_TRIALS=HPO_TRIALS, HPO_TRAIN=HPO_TRAIN, SEEDS=SEEDS, FRACTIONS=FRACTIONS,

@@ -1,4 +1,4 @@
-"""Tests of the baseline node classifiers (mmsheaf.baselines) and the model registry (mmsheaf.models)."""
+"""Tests of the baseline node classifiers (mmsheaf.nsd.baselines) and the model registry (mmsheaf.nsd.registry)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch_geometric.utils import to_dense_adj
 
-from mmsheaf import baselines
+from mmsheaf.nsd import baselines
 from mmsheaf.data import CSBMConfig, contextual_sbm
-from mmsheaf.models import (
+from mmsheaf.nsd.registry import (
     NODE_MODELS,
     build_node_model,
     node_model_config,
@@ -263,7 +263,7 @@ def test_sparse_operator_matches_pyg_on_edge_index(name):
         ref = GCN2Conv(6, alpha=conv.alpha, theta=0.5, layer=1).double()
         ref.load_state_dict(conv.state_dict())
         expected = ref(h, h, data.edge_index)
-        from mmsheaf.baselines import gcn_adjacency
+        from mmsheaf.nsd.baselines import gcn_adjacency
 
         got = conv(h, h, gcn_adjacency(data.edge_index, data.num_nodes, dtype=torch.float64))
     torch.testing.assert_close(got, expected)

@@ -1,7 +1,8 @@
-"""Tests of the resumable experiment runner (mmsheaf.experiments)."""
+"""Tests of the resumable experiment runner (mmsheaf.nsd.runs)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -12,10 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mmsheaf import experiments
+from mmsheaf.nsd import protocol as nsd_protocol
+from mmsheaf.nsd import runs as nsd_runs
 from mmsheaf.data import CSBMConfig, contextual_sbm
-from mmsheaf.experiments import ExperimentSpec, ResultCache, run_experiments, summarise
-from mmsheaf.train import TrainConfig, TrainResult
+from mmsheaf.nsd.runs import ExperimentSpec, run_experiments, summarise
+from mmsheaf.runs.cache import RunCache
+from mmsheaf.nsd.train import TrainConfig, TrainResult
 
 CFG = TrainConfig(epochs=5, patience=5, seed=0)
 
@@ -60,7 +63,7 @@ def grid(hidden: int = 8) -> list[ExperimentSpec]:
 @pytest.fixture
 def trainer(monkeypatch: pytest.MonkeyPatch) -> FakeTrainer:
     fake = FakeTrainer()
-    monkeypatch.setattr(experiments, "train_node_classifier", fake)
+    monkeypatch.setattr(nsd_runs, "train_node_classifier", fake)
     return fake
 
 
@@ -96,7 +99,7 @@ def test_key_does_not_depend_on_the_process() -> None:
     """Same key in a fresh interpreter with another hash seed (no id(), hash() or dict-order leaks)."""
     spec = ExperimentSpec("a", "mlp", 0, {"layers": 1, "dropout": 0.1}, TrainConfig(sheaf_decay=0.01))
     code = (
-        "from mmsheaf.experiments import ExperimentSpec; from mmsheaf.train import TrainConfig; "
+        "from mmsheaf.nsd.runs import ExperimentSpec; from mmsheaf.nsd.train import TrainConfig; "
         "print(ExperimentSpec('a', 'mlp', 0, {'dropout': 0.1, 'layers': 1}, "
         "TrainConfig(sheaf_decay=0.01)).key())"
     )
@@ -104,7 +107,7 @@ def test_key_does_not_depend_on_the_process() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == spec.key()
     described = json.dumps(spec.describe())
-    assert experiments.SCHEMA in described and "version" not in described
+    assert nsd_runs.SCHEMA in described and "version" not in described
 
 
 def test_spec_validates_hyperparameters_up_front() -> None:
@@ -118,7 +121,7 @@ def test_spec_validates_hyperparameters_up_front() -> None:
 
 # ----------------------------------------------------------------------------------------------- cache
 def test_second_run_reads_everything_from_the_cache(tmp_path: Path, trainer: FakeTrainer) -> None:
-    cache, loader = ResultCache(tmp_path / "cache"), CountingLoader()
+    cache, loader = RunCache(tmp_path / "cache"), CountingLoader()
     first = run_experiments(grid(), cache, data_loader=loader, progress=False)
     assert len(trainer.calls) == 8 and not first["cached"].any()
     assert sorted(loader.calls) == ["a", "b"]  # each dataset loaded once
@@ -146,7 +149,7 @@ def test_second_run_reads_everything_from_the_cache(tmp_path: Path, trainer: Fak
 def test_a_reverse_worker_walks_the_runs_from_the_other_end(tmp_path: Path, trainer: FakeTrainer, monkeypatch) -> None:
     monkeypatch.setenv("MMSHEAF_RUN_ORDER", "reverse")
     loader = CountingLoader()
-    df = run_experiments(grid(), ResultCache(tmp_path), data_loader=loader, progress=False)
+    df = run_experiments(grid(), RunCache(tmp_path), data_loader=loader, progress=False)
     forward = [(s.model, s.split, s.hparams) for s in grid()]
     assert trainer.calls == forward[::-1]
     assert loader.calls == ["b", "a"]  # each dataset still loaded once, dropped after its last run
@@ -154,7 +157,7 @@ def test_a_reverse_worker_walks_the_runs_from_the_other_end(tmp_path: Path, trai
 
 
 def test_changing_one_hyperparameter_recomputes_only_that_spec(tmp_path: Path, trainer: FakeTrainer) -> None:
-    cache = ResultCache(tmp_path)
+    cache = RunCache(tmp_path)
     run_experiments(grid(), cache, data_loader=CountingLoader(), progress=False)
     trainer.calls.clear()
     specs = grid()
@@ -166,7 +169,7 @@ def test_changing_one_hyperparameter_recomputes_only_that_spec(tmp_path: Path, t
 
 
 def test_changing_the_train_config_recomputes(tmp_path: Path, trainer: FakeTrainer) -> None:
-    cache = ResultCache(tmp_path)
+    cache = RunCache(tmp_path)
     spec = ExperimentSpec("a", "mlp", 0, {}, CFG)
     run_experiments([spec], cache, data_loader=CountingLoader(), progress=False)
     other = ExperimentSpec("a", "mlp", 0, {}, TrainConfig(epochs=5, patience=5, seed=0, weight_decay=0.0))
@@ -175,36 +178,36 @@ def test_changing_the_train_config_recomputes(tmp_path: Path, trainer: FakeTrain
 
 
 def test_cache_file_is_valid_json_with_spec_and_result(tmp_path: Path, trainer: FakeTrainer) -> None:
-    cache = ResultCache(tmp_path)
+    cache = RunCache(tmp_path)
     spec = ExperimentSpec("b", "gcn", 2, {"layers": 3}, CFG)
     run_experiments([spec], cache, data_loader=CountingLoader(), progress=False)
     files = list(tmp_path.iterdir())
     assert files == [cache.path(spec)] and files[0].name == f"{spec.key()}.json"  # no temporary files left
     payload = json.loads(files[0].read_text())
-    assert payload["key"] == spec.key() and payload["schema"] == experiments.SCHEMA
+    assert payload["key"] == spec.key() and payload["schema"] == nsd_runs.SCHEMA
     assert payload["spec"]["model_hparams"] == {"layers": 3} and payload["spec"]["split"] == 2
     assert payload["spec"]["train"]["epochs"] == 5
     assert payload["result"]["test_acc"] == pytest.approx(0.7)
-    assert cache.get(spec) == TrainResult(**payload["result"])
+    assert TrainResult(**cache.get(spec)["result"]) == TrainResult(**payload["result"])
 
 
 def test_interrupted_run_keeps_finished_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = ResultCache(tmp_path)
+    cache = RunCache(tmp_path)
     failing = FakeTrainer(fail_at=2)
-    monkeypatch.setattr(experiments, "train_node_classifier", failing)
+    monkeypatch.setattr(nsd_runs, "train_node_classifier", failing)
     with pytest.raises(RuntimeError, match="interrupted"):
         run_experiments(grid(), cache, data_loader=CountingLoader(), progress=False)
     assert len(cache) == 1 and grid()[0] in cache and grid()[1] not in cache
 
     resumed = FakeTrainer()
-    monkeypatch.setattr(experiments, "train_node_classifier", resumed)
+    monkeypatch.setattr(nsd_runs, "train_node_classifier", resumed)
     df = run_experiments(grid(), cache, data_loader=CountingLoader(), progress=False)
     assert len(resumed.calls) == 7
     assert df["cached"].tolist() == [True] + [False] * 7
 
 
 def test_corrupt_cache_file_is_recomputed(tmp_path: Path, trainer: FakeTrainer) -> None:
-    cache = ResultCache(tmp_path)
+    cache = RunCache(tmp_path)
     spec = ExperimentSpec("a", "mlp", 1, {}, CFG)
     cache.path(spec).write_text("{not json")
     with pytest.warns(UserWarning, match="unreadable"):
@@ -216,18 +219,18 @@ def test_corrupt_cache_file_is_recomputed(tmp_path: Path, trainer: FakeTrainer) 
 def test_duplicate_specs_run_once_and_trainer_can_be_injected(tmp_path: Path) -> None:
     fake = FakeTrainer()
     spec = ExperimentSpec("a", "mlp", 0, {}, CFG)
-    df = run_experiments([spec, spec], ResultCache(tmp_path), data_loader=CountingLoader(), progress=False,
+    df = run_experiments([spec, spec], RunCache(tmp_path), data_loader=CountingLoader(), progress=False,
                          trainer=fake)  # fmt: skip
     assert len(fake.calls) == 1 and len(df) == 2
 
 
 def test_end_to_end_with_the_real_trainer(tmp_path: Path) -> None:
     specs = [ExperimentSpec("a", m, s, {"hidden_channels": 4}, CFG) for m in ("mlp", "gcn") for s in (0, 1)]
-    df = run_experiments(specs, ResultCache(tmp_path), data_loader=CountingLoader(), progress=True)
+    df = run_experiments(specs, RunCache(tmp_path), data_loader=CountingLoader(), progress=True)
     assert list(df.columns[:4]) == ["dataset", "model", "split", "hparams"]
     assert json.loads(df["hparams"].iloc[0]) == {"hidden_channels": 4}
     assert df["test_acc"].between(0, 1).all() and (df["epochs_run"] <= 5).all()
-    again = run_experiments(specs, ResultCache(tmp_path), data_loader=CountingLoader(), progress=True)
+    again = run_experiments(specs, RunCache(tmp_path), data_loader=CountingLoader(), progress=True)
     assert again["cached"].all()
     assert again["test_acc"].tolist() == df["test_acc"].tolist()
     table = summarise(again)
@@ -263,7 +266,6 @@ def test_nsd_protocol_normalises_real_features_like_nsd(tmp_path, monkeypatch):
     """NSD's loaders row-normalise every dataset's features; generated CSBM graphs keep theirs."""
     import torch
 
-    from mmsheaf import nsd_protocol
     from mmsheaf.data import CSBMConfig, contextual_sbm
 
     raw = contextual_sbm(CSBMConfig(num_nodes=30, num_classes=3, mean_degree=4.0, num_features=4, seed=2))
@@ -280,7 +282,6 @@ def test_featureless_nodes_leave_every_split_from_data_version_2(monkeypatch):
     datasets whose preparation did not change keep their data and their keys."""
     import torch
 
-    from mmsheaf import nsd_protocol
     from mmsheaf.data import CSBMConfig, contextual_sbm
 
     raw = contextual_sbm(CSBMConfig(num_nodes=30, num_classes=3, mean_degree=4.0, num_features=4, seed=2))
@@ -306,7 +307,6 @@ def test_featureless_nodes_leave_every_split_from_data_version_2(monkeypatch):
 
 
 def test_nsd_protocol_dataset_train_block_applies_to_sheaf_models_only():
-    from mmsheaf import nsd_protocol
 
     configs = {"texas": {"train": {"lr": 0.02}, "sheaf": {"d": 3}}}
     hp_s, cfg_s = nsd_protocol.resolve("texas", "orth-nsd", {"lr": 0.01}, {}, configs)
@@ -316,7 +316,7 @@ def test_nsd_protocol_dataset_train_block_applies_to_sheaf_models_only():
 
 
 def test_config_candidates_are_chosen_on_validation_accuracy_only():
-    from mmsheaf import nsd_protocol as proto
+    proto = nsd_protocol
 
     configs = {
         "texas": {"source": "ours", "sheaf": {"d": 2, "layers": 2}, "train": {"lr": 0.01},
@@ -350,17 +350,17 @@ def test_a_result_another_process_finished_meanwhile_is_read_not_rerun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two workers sharing a cache: while this one trains spec 0, the other finishes spec 1."""
-    cache, specs = ResultCache(tmp_path), grid()
+    cache, specs = RunCache(tmp_path), grid()
     other = TrainResult(0.99, 0.99, 0.99, best_epoch=1, epochs_run=1, seconds=0.0, ms_per_epoch=1.0)
 
     class OtherWorker(FakeTrainer):
         def __call__(self, model, data, split, model_hparams, cfg) -> TrainResult:
             if not self.calls:
-                cache.put(specs[1], other)
+                cache.put(specs[1], dataclasses.asdict(other))
             return super().__call__(model, data, split, model_hparams, cfg)
 
     fake = OtherWorker()
-    monkeypatch.setattr(experiments, "train_node_classifier", fake)
+    monkeypatch.setattr(nsd_runs, "train_node_classifier", fake)
     df = run_experiments(specs, cache, data_loader=CountingLoader(), progress=False)
     assert len(fake.calls) == 7
     assert df["cached"].tolist() == [False, True] + [False] * 6
@@ -368,7 +368,7 @@ def test_a_result_another_process_finished_meanwhile_is_read_not_rerun(
 
 
 def test_curve_ends_quotes_the_ends_and_extremes_of_each_curve() -> None:
-    from mmsheaf.nsd_protocol import curve_ends
+    from mmsheaf.nsd.protocol import curve_ends
 
     # two curves given out of order; curve b ties its best at 4 and 8 layers (the smaller depth is quoted)
     summary = pd.DataFrame({
@@ -386,7 +386,7 @@ def test_curve_ends_quotes_the_ends_and_extremes_of_each_curve() -> None:
 
 
 def test_rows_against_paper_compares_each_sheaf_row_with_its_published_number() -> None:
-    from mmsheaf.nsd_protocol import rows_against_paper
+    from mmsheaf.nsd.protocol import rows_against_paper
 
     table = pd.DataFrame({
         "dataset": ["texas", "texas", "texas", "cornell"], "model": ["diag-nsd", "gen-nsd", "gcn", "diag-nsd"],
@@ -402,7 +402,7 @@ def test_rows_against_paper_compares_each_sheaf_row_with_its_published_number() 
 
 
 def test_csbm_names_carry_every_field_of_the_graph() -> None:
-    from mmsheaf.nsd_protocol import csbm_name, csbm_value, homophily_of
+    from mmsheaf.nsd.protocol import csbm_name, csbm_value, homophily_of
 
     name = csbm_name(0.3, num_nodes=200, feature_signal=2.0)
     assert homophily_of(name) == 0.3 and csbm_value(name, "feature_signal") == 2.0
@@ -416,7 +416,7 @@ def test_csbm_names_carry_every_field_of_the_graph() -> None:
 
 
 def test_energy_profiles_give_one_row_per_layer_with_a_scale_free_quotient() -> None:
-    from mmsheaf.nsd_protocol import energy_profiles
+    from mmsheaf.nsd.protocol import energy_profiles
 
     data = contextual_sbm(num_nodes=60, mean_degree=5, num_classes=3, num_features=8, seed=0)
     cfg = TrainConfig(epochs=3, patience=3)

@@ -1,4 +1,4 @@
-"""Tests of the Optuna hyperparameter search (mmsheaf.hpo)."""
+"""Tests of the Optuna hyperparameter search (mmsheaf.runs.hpo)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from mmsheaf import hpo
-from mmsheaf.hpo import (
+from mmsheaf.runs import hpo
+from mmsheaf.runs.hpo import (
     CategoricalParam,
     FixedParam,
     FloatParam,
@@ -268,7 +268,7 @@ def test_interrupted_trial_gives_its_slot_back() -> None:
 KILLED_WORKER = """
 import os, signal, sys
 import optuna
-from mmsheaf import hpo
+from mmsheaf.runs import hpo
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
@@ -344,7 +344,7 @@ from pathlib import Path
 
 import optuna
 
-from mmsheaf import hpo
+from mmsheaf.runs import hpo
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 name, folder, storage = sys.argv[1], Path(sys.argv[2]), sys.argv[3] or None

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mmsheaf import ledger
-from mmsheaf.experiments import ExperimentSpec, ResultCache, run_experiments
+from mmsheaf.runs import ledger
+from mmsheaf.nsd.runs import ExperimentSpec, run_experiments
+from mmsheaf.runs.cache import RunCache
 from mmsheaf.report import Report
-from mmsheaf.train import TrainConfig, TrainResult
+from mmsheaf.nsd.train import TrainConfig, TrainResult
 
 
 class CountingTrainer:
@@ -29,7 +30,7 @@ def _specs(n: int = 3) -> list[ExperimentSpec]:
 
 
 def _run(cache_root: Path, trainer: CountingTrainer, n: int = 3):  # noqa: ANN202
-    return run_experiments(_specs(n), ResultCache(cache_root / "node_classification"), data_loader=lambda _: None,
+    return run_experiments(_specs(n), RunCache(cache_root / "node_classification"), data_loader=lambda _: None,
                            progress=False, trainer=trainer)  # fmt: skip
 
 
@@ -98,10 +99,16 @@ def test_report_writes_exactly_the_used_runs_with_provenance(tmp_path: Path, mon
 
 
 def test_export_beside_the_outputs_records_provenance(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """``python -m mmsheaf runs export`` merges the cache into the ledger and records the ledger's provenance."""
+    from mmsheaf.__main__ import main
+
     monkeypatch.setenv("MMSHEAF_OUTPUT", str(tmp_path / "figures"))
+    monkeypatch.setenv("MMSHEAF_CACHE", str(tmp_path / "cache"))
     _run(tmp_path / "cache", CountingTrainer())
+    assert main(["runs", "export", "01_sheaf_diffusion"]) == 0
     path, added, total = ledger.export_runs("01_sheaf_diffusion", "paper", cache_root=tmp_path / "cache")
-    assert path == tmp_path / "figures" / "runs" / "01_sheaf_diffusion.jsonl" and added == total == 3
+    assert added == 0 and total == 3  # the command merged them already
+    assert path == tmp_path / "figures" / "runs" / "01_sheaf_diffusion.jsonl"
     prov = json.loads((tmp_path / "figures" / "provenance" / "runs__01_sheaf_diffusion.jsonl.json").read_text())
     assert prov["partial"] is True and prov["runs"] == 3 and prov["output"] == "runs/01_sheaf_diffusion.jsonl"
 
@@ -109,7 +116,7 @@ def test_export_beside_the_outputs_records_provenance(tmp_path: Path, monkeypatc
 def test_a_study_journal_in_the_ledger_replays_its_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The ledger keeps a study's journal; seeded on another machine, the study is complete, so the rerun
     calls the objective no more and finds the same best trial (runs alone would let it sample anew)."""
-    from mmsheaf.hpo import StudyConfig, run_study
+    from mmsheaf.runs.hpo import StudyConfig, run_study
 
     space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
     calls: list[float] = []

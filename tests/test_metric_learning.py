@@ -14,9 +14,9 @@ import torch
 from mmsheaf.encoders.fusion import EncoderConfig, MultimodalEncoder
 from mmsheaf.encoders.inputs import synthetic_inputs
 from mmsheaf.losses import build_loss
-from mmsheaf.metric_protocol import MetricRunSpec, robustness_eval, summary_table
-from mmsheaf.metric_train import MetricTrainConfig, _m_for, batch_plan, train_metric_encoder
-from mmsheaf.metrics import retrieval_metrics
+from mmsheaf.metric.protocol import MetricRunSpec, robustness_eval, summary_table
+from mmsheaf.metric.train import MetricTrainConfig, _m_for, batch_plan, train_metric_encoder
+from mmsheaf.metric.metrics import retrieval_metrics
 
 SMALL = EncoderConfig(modalities=("text", "tabular", "graph"), token_dim=16, embedding_dim=16, text_hidden=32,
                       tab_channels=8, tab_layers=1, proj_hidden=32, dropout=0.0)  # fmt: skip
@@ -130,7 +130,7 @@ def test_run_spec_key_covers_everything_and_is_stable() -> None:
     assert len(keys) == len(changed) + 1
     # the defaults are part of the key: {} and the explicit default encoder are the same run
     assert MetricRunSpec("item", "arcface").key() == MetricRunSpec("item", "arcface", encoder={"token_dim": 128}).key()
-    code = ("from mmsheaf.metric_protocol import MetricRunSpec;"
+    code = ("from mmsheaf.metric.protocol import MetricRunSpec;"
             "print(MetricRunSpec('item', 'ArcFace', {'margin': 20.0}, {'token_dim': 32}, {'epochs': 3}, 0).key())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == base.key()
@@ -186,7 +186,7 @@ def test_summary_table_means_and_population_std() -> None:
 @pytest.mark.data
 def test_a_real_run_is_cached_and_read_back(tmp_path: Path, data_mirror, monkeypatch) -> None:  # noqa: ANN001
     from mmsheaf.data import fill_data_root
-    from mmsheaf.metric_protocol import metric_cache, run_specs
+    from mmsheaf.metric.protocol import metric_cache, run_specs
 
     root = tmp_path / "data"
     fill_data_root(data_mirror, root, only=["clothing"])

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from mmsheaf import paths
-from mmsheaf.notebooks import Notebook, discover, pairing_problems, sync
-from mmsheaf.runner import NotebookFailed, is_up_to_date, run_all, run_notebook
+from mmsheaf.report.notebooks import Notebook, discover, pairing_problems, sync
+from mmsheaf.report.runner import NotebookFailed, is_up_to_date, run_all, run_notebook
 
 NOTEBOOKS = discover()
 IDS = [nb.name for nb in NOTEBOOKS]
@@ -63,7 +63,7 @@ def test_notebook_conventions(nb):
     assert not [f for f in FORBIDDEN if f in code], "no model or training code in notebooks"
     literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
     assert not [s for s in literals if s.startswith(("/", "../", "./")) or "figures/" in s], "paths via mmsheaf.paths"
-    assert "Report(" in code and ".close()" in code, "outputs through mmsheaf.report.Report"
+    assert "Report(" in code and ".close()" in code, "outputs through mmsheaf.report.outputs.Report"
 
 
 def _copy_pair(nb: Notebook, folder: Path) -> Notebook:

@@ -11,8 +11,8 @@ import shutil
 import pytest
 
 from mmsheaf import paths
-from mmsheaf.paper import PaperBuildError, build, latex_available, missing_inputs, paper_inputs
-from mmsheaf.runner import run_all
+from mmsheaf.report.paper import PaperBuildError, build, latex_available, missing_inputs, paper_inputs
+from mmsheaf.report.runner import run_all
 
 needs_latex = pytest.mark.skipif(not latex_available(), reason="latexmk not installed (make setup installs it)")
 pytestmark = pytest.mark.paper_build
@@ -73,7 +73,7 @@ def test_paper_builds_from_smoke_outputs(smoke_outputs):
 
 
 def test_missing_latex_that_cannot_be_installed_is_a_clear_error(monkeypatch):
-    import mmsheaf.paper as paper
+    import mmsheaf.report.paper as paper
 
     monkeypatch.setattr(paper, "latex_available", lambda: False)
     monkeypatch.setattr(paper.os, "geteuid", lambda: 1000)

@@ -19,7 +19,7 @@ from mmsheaf.recsys import (
 )
 from mmsheaf.recsys import models as rec_models
 from mmsheaf.recsys.models import _REGISTRY
-from mmsheaf.train import set_seed
+from mmsheaf.nsd.train import set_seed
 from torch import nn
 
 BASELINES = ["mf", "lightgcn", "vbpr", "late-fusion"]

@@ -14,7 +14,7 @@ from mmsheaf.recsys import (
     fit_recommender,
     planted_interactions,
 )
-from mmsheaf.train import set_seed
+from mmsheaf.nsd.train import set_seed
 from test_recsys_models import bpr_batch, permute, permute_node_tables
 
 U, I = 13, 17

@@ -18,7 +18,7 @@ from mmsheaf.recsys import (
     interactions_to,
     planted_interactions,
 )
-from mmsheaf.train import set_seed
+from mmsheaf.nsd.train import set_seed
 
 FAST = RecTrainConfig(lr=0.01, batch_size=256, epochs=40, patience=5, seed=0)
 TIMING = {"seconds", "ms_per_epoch"}

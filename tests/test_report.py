@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mmsheaf import report  # noqa: E402
+from mmsheaf.report import outputs  # noqa: E402
 from mmsheaf.report import Latex, Report, booktabs, format_number  # noqa: E402
 
 

@@ -1,28 +1,24 @@
 """Spec-keyed run caches: round trips, stale files, and the resumable loop shared by workers."""
 
-import hashlib
 import json
 from dataclasses import dataclass
 
 import pytest
-from mmsheaf.experiments import canonical_json
-from mmsheaf.runcache import SpecCache, run_cached
+from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
 
 
 @dataclass(frozen=True)
-class Spec:
+class Spec(KeyedSpec):
     name: str
     seed: int = 0
 
     def describe(self) -> dict:
         return {"name": self.name, "seed": self.seed}
 
-    def key(self) -> str:
-        return hashlib.sha256(canonical_json(self.describe()).encode()).hexdigest()
 
 
 def test_put_get_round_trip_with_json_types(tmp_path):
-    cache = SpecCache(tmp_path / "runs")
+    cache = RunCache(tmp_path / "runs")
     assert cache.get(Spec("a")) is None and len(cache) == 0
     stored = cache.put(Spec("a"), {"pair": (1, 2), "x": 0.5})
     assert stored == {"spec": {"name": "a", "seed": 0}, "result": {"pair": [1, 2], "x": 0.5}}
@@ -30,17 +26,20 @@ def test_put_get_round_trip_with_json_types(tmp_path):
     assert cache.get(Spec("a", seed=1)) is None
 
 
-def test_a_file_of_another_spec_or_unreadable_is_ignored(tmp_path):
-    cache = SpecCache(tmp_path)
+def test_a_file_of_another_spec_or_unreadable_is_reported_and_ignored(tmp_path):
+    cache = RunCache(tmp_path)
     spec = Spec("a")
+    cache.path(spec).parent.mkdir(parents=True, exist_ok=True)
     cache.path(spec).write_text(json.dumps({"spec": {"name": "b", "seed": 0}, "result": {}}))
-    assert cache.get(spec) is None
+    with pytest.warns(UserWarning, match="not a record of this run"):
+        assert cache.get(spec) is None
     cache.path(spec).write_text("{half")
-    assert cache.get(spec) is None
+    with pytest.warns(UserWarning, match="unreadable cache file"):
+        assert cache.get(spec) is None
 
 
 def test_run_cached_runs_only_what_is_missing_and_each_spec_once(tmp_path):
-    cache = SpecCache(tmp_path)
+    cache = RunCache(tmp_path)
     calls = []
 
     def run(spec):
@@ -61,8 +60,8 @@ def test_run_cached_runs_only_what_is_missing_and_each_spec_once(tmp_path):
 
 
 def test_a_run_finished_by_another_worker_meanwhile_is_read(tmp_path):
-    cache = SpecCache(tmp_path)
-    other = SpecCache(tmp_path)  # a second process on the same folder
+    cache = RunCache(tmp_path)
+    other = RunCache(tmp_path)  # a second process on the same folder
     calls = []
 
     def run(spec):
@@ -76,7 +75,7 @@ def test_a_run_finished_by_another_worker_meanwhile_is_read(tmp_path):
 
 
 def test_an_error_keeps_the_finished_runs(tmp_path):
-    cache = SpecCache(tmp_path)
+    cache = RunCache(tmp_path)
 
     def run(spec):
         if spec.name == "bad":
@@ -89,7 +88,7 @@ def test_an_error_keeps_the_finished_runs(tmp_path):
 
 
 def test_a_reverse_worker_runs_from_the_other_end_and_returns_rows_in_order(tmp_path, monkeypatch):
-    cache, calls = SpecCache(tmp_path), []
+    cache, calls = RunCache(tmp_path), []
     monkeypatch.setenv("MMSHEAF_RUN_ORDER", "reverse")
     df = run_cached([Spec("a"), Spec("b"), Spec("c")], cache, lambda s: calls.append(s.name) or {"n": s.name},
                     lambda s, r: dict(r), progress=False)  # fmt: skip

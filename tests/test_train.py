@@ -1,4 +1,4 @@
-"""Tests of the node-classification training loop (mmsheaf.train)."""
+"""Tests of the node-classification training loop (mmsheaf.nsd.train)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from mmsheaf.data import CSBMConfig, contextual_sbm
-from mmsheaf.models import build_node_model
-from mmsheaf.train import (
+from mmsheaf.nsd.registry import build_node_model
+from mmsheaf.nsd.train import (
     TrainConfig,
     TrainResult,
     make_optimizer,

@@ -15,8 +15,8 @@ from . import paths
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .paper import build
-    from .runner import run_all
+    from .report.paper import build
+    from .report.runner import run_all
 
     t0 = time.perf_counter()
     run_all(args.profile, names=args.notebooks or None, force=args.force, progress=not args.no_progress)
@@ -29,7 +29,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_paper(args: argparse.Namespace) -> int:
-    from .paper import build
+    from .report.paper import build
 
     pdf = build(args.profile)
     print(f"The PDF is at:\n  {pdf}")
@@ -50,14 +50,14 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_latex(args: argparse.Namespace) -> int:
-    from .paper import ensure_latex
+    from .report.paper import ensure_latex
 
     ensure_latex()
     return 0
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from .notebooks import discover, sync
+    from .report.notebooks import discover, sync
 
     for nb in discover(names=args.notebooks or None):
         sync(nb)
@@ -66,7 +66,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_pairs(args: argparse.Namespace) -> int:
-    from .notebooks import check_pairs, discover
+    from .report.notebooks import check_pairs, discover
 
     problems = check_pairs(discover(Path(args.folder) if args.folder else None))
     for p in problems:
@@ -75,9 +75,11 @@ def _cmd_check_pairs(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from .ledger import export_runs
+    from .report.provenance import export_provenance
+    from .runs.ledger import export_runs
 
     path, added, total = export_runs(args.notebook, args.profile)
+    export_provenance(args.notebook, args.profile, path, total)
     print(f"{path.relative_to(paths.repo_root()) if path.is_relative_to(paths.repo_root()) else path}: "
           f"{added} runs added from {paths.cache_root()}, {total} in all")
     return 0

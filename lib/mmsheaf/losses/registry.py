@@ -55,7 +55,7 @@ class LossSpec:
         defaults: the loss's own hyperparameters and their default values (keyword arguments of
             ``factory``).
         search: Optuna search space of those hyperparameters, in the format of
-            :func:`mmsheaf.hpo.parse_space`.
+            :func:`mmsheaf.runs.hpo.parse_space`.
         factory: ``factory(num_classes, embedding_size, **hparams) -> MetricLoss`` with every key of
             ``defaults`` given (use :func:`build_loss`, which fills in the defaults and checks the names).
     """
@@ -230,7 +230,7 @@ class MetricLoss(nn.Module):
             heads = [name for name, spec in METRIC_LOSSES.items() if spec.has_head]
             raise ValueError(
                 f"Loss {self.name!r} has no class head, so no logits: classify its embeddings with "
-                f"mmsheaf.metrics.classification_metrics, or use one of {', '.join(heads)}"
+                f"mmsheaf.metric.metrics.classification_metrics, or use one of {', '.join(heads)}"
             )
         return get_logits(embeddings)
 

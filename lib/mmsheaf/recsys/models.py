@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import LGConv
 
-from mmsheaf.baselines import gcn_adjacency
+from mmsheaf.sheaf.operators import gcn_adjacency
 from mmsheaf.data.interactions import MODALITIES, InteractionData
 
 __all__ = [
@@ -284,7 +284,7 @@ def resolve_recommender(name: str) -> RecommenderSpec:
 def build_recommender(name: str, data: InteractionData, **hparams: Any) -> Recommender:
     """Build the registered recommender ``name`` for ``data``.
 
-    Initialisation draws from the global torch RNG: call :func:`mmsheaf.train.set_seed` first for a
+    Initialisation draws from the global torch RNG: call :func:`mmsheaf.runs.keys.set_seed` first for a
     reproducible model.
 
     Args:

@@ -4,7 +4,7 @@ A run is a :class:`RecRunSpec` (dataset, model, hyperparameters, training settin
 validation and test metrics at the best epoch, the training curve, optional robustness curves and item
 embeddings) is cached on disk under a hash of the full spec, so an interrupted paper run resumes where it
 stopped and a changed setting is recomputed. :func:`tune` searches each model's hyperparameters with Optuna
-(:mod:`mmsheaf.hpo`) on validation Recall@20, every trial being a cached run.
+(:mod:`mmsheaf.runs.hpo`) on validation Recall@20, every trial being a cached run.
 
 Protocol (MMRec, Zhou et al. 2023): per-user random 8:1:1 split with a fixed seed, full ranking over all
 items with the user's training items excluded, Recall@K and NDCG@K, early stopping on validation Recall@20.
@@ -27,18 +27,19 @@ import torch
 from mmsheaf import paths
 from mmsheaf.atomic import atomic_path
 from mmsheaf.data.interactions import InteractionData
-from mmsheaf.experiments import canonical_json
+from mmsheaf.data.movielens import load_ml100k
 from mmsheaf.recsys.evaluate import ranking_metrics
 from mmsheaf.recsys.models import build_recommender
 from mmsheaf.recsys.synthetic import planted_interactions
 from mmsheaf.recsys.train import RecTrainConfig, fit_recommender
-from mmsheaf.runcache import SpecCache, run_cached
-from mmsheaf.train import set_seed
+from mmsheaf.runs import hpo
+from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
+from mmsheaf.runs.keys import canonical_json, set_seed
 
 __all__ = [
     "DATASETS",
     "RecRunSpec",
-    "RunCache",
+    "RecRunCache",
     "TRAIN_FIELDS",
     "load_interactions",
     "robustness_curves",
@@ -54,14 +55,10 @@ TRAIN_FIELDS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(RecT
 
 
 def _ml100k(**options: Any) -> InteractionData:
-    from mmsheaf.data.movielens import load_ml100k
-
     return load_ml100k(split="random", **options)
 
 
 def _ml100k_cold(**options: Any) -> InteractionData:
-    from mmsheaf.data.movielens import load_ml100k
-
     return load_ml100k(split="cold", **options)
 
 
@@ -93,7 +90,7 @@ def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
 
 @dataclass(frozen=True)
-class RecRunSpec:
+class RecRunSpec(KeyedSpec):
     """One training run.
 
     Args:
@@ -133,11 +130,8 @@ class RecRunSpec:
                 "model": self.model, "hparams": dict(self.hparams), "train": cfg, "seed": self.seed,
                 "robustness": list(self.robustness), "save_embeddings": self.save_embeddings}  # fmt: skip
 
-    def key(self) -> str:
-        return hashlib.sha256(canonical_json(self.describe()).encode()).hexdigest()
 
-
-class RunCache(SpecCache):
+class RecRunCache(RunCache):
     """Results of :class:`RecRunSpec` runs as ``<key>.json`` (and ``<key>.pt`` embeddings) in ``folder``
     (default ``paths.cache_root()/"recsys_runs"``)."""
 
@@ -147,7 +141,7 @@ class RunCache(SpecCache):
     def embeddings(self, spec: RecRunSpec) -> dict[str, torch.Tensor]:
         """The saved ``{"user", "item"}`` embeddings of a run made with ``save_embeddings=True``.
 
-        When the result came from a run ledger (:mod:`mmsheaf.ledger`, which keeps results but not tensors),
+        When the result came from a run ledger (:mod:`mmsheaf.runs.ledger`, which keeps results but not tensors),
         the run is trained again with its seed to write them."""
         if not spec.save_embeddings:
             raise ValueError("this spec does not save embeddings: make it with save_embeddings=True.")
@@ -182,7 +176,7 @@ def robustness_curves(model: torch.nn.Module, data: InteractionData, fractions: 
     return rows
 
 
-def _run(spec: RecRunSpec, cache: RunCache) -> dict[str, Any]:
+def _run(spec: RecRunSpec, cache: RecRunCache) -> dict[str, Any]:
     data = load_interactions(spec.dataset, **spec.data_options)
     set_seed(spec.seed)
     model = build_recommender(spec.model, data, **spec.hparams)
@@ -201,12 +195,12 @@ def _run(spec: RecRunSpec, cache: RunCache) -> dict[str, Any]:
     return out
 
 
-def run_specs(specs: Sequence[RecRunSpec], cache: RunCache | None = None, progress: bool = True,
+def run_specs(specs: Sequence[RecRunSpec], cache: RecRunCache | None = None, progress: bool = True,
               desc: str = "runs") -> pd.DataFrame:  # fmt: skip
     """Run every spec not cached yet (checking the cache again just before each run, so processes may share
     it) and return one row per spec: ``dataset, model, seed, key, cached``, ``val_<metric>``,
     ``test_<metric>``, ``best_epoch, epochs_run, seconds, ms_per_epoch`` and the raw ``result`` dict."""
-    cache = cache if cache is not None else RunCache()
+    cache = cache if cache is not None else RecRunCache()
 
     def row(spec: RecRunSpec, result: dict[str, Any]) -> dict[str, Any]:
         return {"dataset": spec.dataset, "model": spec.model, "seed": spec.seed,
@@ -241,7 +235,7 @@ def tune(
     data_options: Mapping[str, Any] | None = None,
     seed: int = 0,
     storage: str | None = None,
-    cache: RunCache | None = None,
+    cache: RecRunCache | None = None,
     progress: bool = True,
 ):
     """Tune ``model`` on validation Recall@20 with ``n_trials`` Optuna trials (TPE, seeded).
@@ -249,7 +243,7 @@ def tune(
     Every trial is a cached :class:`RecRunSpec` run with the trial's parameters over ``hparams`` and ``train``
     (parameters named like :class:`RecTrainConfig` fields go to training). The study is named after a hash of
     all settings, so a changed space or budget starts a new study while a rerun resumes the old one; it lives
-    in :mod:`mmsheaf.hpo`'s storage (``storage``: ``None`` for the embedded journal file, or any SQLAlchemy URL
+    in :mod:`mmsheaf.runs.hpo`'s storage (``storage``: ``None`` for the embedded journal file, or any SQLAlchemy URL
     to share it between machines).
 
     Returns:
@@ -257,12 +251,11 @@ def tune(
     """
     import optuna
 
-    from mmsheaf import hpo
 
     if not progress:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     hparams, train, data_options = dict(hparams or {}), dict(train or {}), dict(data_options or {})
-    cache = cache if cache is not None else RunCache()
+    cache = cache if cache is not None else RecRunCache()
     setting = canonical_json({"model": model, "dataset": dataset, "space": space, "hparams": hparams,
                               "train": train, "data": data_options, "seed": seed, "schema": SCHEMA})  # fmt: skip
     name = f"{dataset}-{model}-{hashlib.sha256(setting.encode()).hexdigest()[:12]}"

@@ -21,7 +21,7 @@ Every ``eval_every`` epochs the validation split is ranked (:func:`~mmsheaf.recs
 training items excluded); training stops after ``patience`` evaluations without a strict improvement of
 ``monitor``, and the model ends with the parameters of the best evaluation, whose test metrics are reported
 (test ranking also excludes the training items only, as MMRec does). All randomness comes from
-:func:`mmsheaf.train.set_seed` and a ``torch.Generator`` seeded with ``seed``: the same model, data and
+:func:`mmsheaf.runs.keys.set_seed` and a ``torch.Generator`` seeded with ``seed``: the same model, data and
 config give the same result on the same device.
 """
 
@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from mmsheaf.data.interactions import InteractionData
 from mmsheaf.recsys.evaluate import METRIC_NAMES, metric_keys, ranking_metrics
-from mmsheaf.train import set_seed
+from mmsheaf.runs.keys import set_seed
 
 __all__ = [
     "BPRSampler",
@@ -66,7 +66,7 @@ class RecTrainConfig:
         monitor: Validation metric selecting the best epoch, ``"recall@K"`` or ``"ndcg@K"`` with ``K`` in
             ``ks``.
         ks: Cutoffs of the reported metrics.
-        seed: Seed of :func:`mmsheaf.train.set_seed` and of the shuffling/negative-sampling generator.
+        seed: Seed of :func:`mmsheaf.runs.keys.set_seed` and of the shuffling/negative-sampling generator.
         device: Torch device (``"cpu"``, ``"cuda"``…); the model and data are moved there.
         max_seconds: Stop after the epoch that exceeds this wall time (``None``: no limit).
     """
@@ -253,7 +253,7 @@ def fit_recommender(
 
     Args:
         model: A :class:`~mmsheaf.recsys.models.Recommender` (any module with ``forward(data) -> (user_emb,
-            item_emb)``), trained from its current parameters; build it after :func:`mmsheaf.train.set_seed`
+            item_emb)``), trained from its current parameters; build it after :func:`mmsheaf.runs.keys.set_seed`
             for a reproducible initialisation. It ends with the parameters of the best evaluation loaded.
         data: The interactions (``train`` to fit, ``val`` to select, ``test`` to report).
         cfg: :class:`RecTrainConfig` (default ``RecTrainConfig()``).

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .encoders.fusion import MultimodalEncoder
-from .encoders.inputs import ModalityInputs
-from .losses import MetricLoss
+from ..encoders.fusion import MultimodalEncoder
+from ..encoders.inputs import ModalityInputs
+from ..losses import MetricLoss
 from .metrics import retrieval_metrics
 
 __all__ = ["MetricTrainConfig", "MetricTrainResult", "batch_plan", "train_metric_encoder"]

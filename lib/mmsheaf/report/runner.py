@@ -2,7 +2,7 @@
 
 For each notebook the runner
 
-1. skips it when it is up to date: its manifest (written by :meth:`mmsheaf.report.Report.close`) records
+1. skips it when it is up to date: its manifest (written by :meth:`mmsheaf.report.outputs.Report.close`) records
    the hash of its inputs — the notebook's ``.py``, its parameters file and the library modules it
    imported, as they were when that run started — and that hash is unchanged and every listed output exists
    (``force=True`` re-runs);
@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import paths
-from .atomic import write_text_atomic
+from .. import paths
+from ..atomic import write_text_atomic
 from .notebooks import Notebook, discover, to_notebook
-from .report import STAGE_ENV, move_outputs
+from .outputs import STAGE_ENV, move_outputs
+from .provenance import input_hash, manifest_path, snapshot_inputs
 
 
 class NotebookFailed(RuntimeError):
@@ -49,55 +50,6 @@ class RunResult:
     status: str  # "ran" or "skipped"
     seconds: float
     outputs: tuple[str, ...] = ()
-
-
-def library_files_in_use() -> list[str]:
-    """The library's source files imported in this process (relative to the package folder, sorted).
-
-    A notebook's manifest records these, so that a change to a module the notebook never imports does not
-    make it look out of date.
-    """
-    lib = paths.library_dir()
-    files = set()
-    for name, module in list(sys.modules.items()):
-        f = getattr(module, "__file__", None)
-        if (name == "mmsheaf" or name.startswith("mmsheaf.")) and f and Path(f).resolve().is_relative_to(lib):
-            files.add(str(Path(f).resolve().relative_to(lib)))
-    return sorted(files)
-
-
-def _input_files(nb: Notebook, profile: str, library_files: list[str] | None = None) -> list[tuple[str, Path]]:
-    lib = paths.library_dir()
-    if library_files is None:
-        library_files = sorted(str(p.relative_to(lib)) for p in lib.rglob("*.py") if "__pycache__" not in p.parts)
-    return [("notebook", nb.py), ("params", nb.params_file(profile))] + [(rel, lib / rel) for rel in library_files]
-
-
-def snapshot_inputs(nb: Notebook, profile: str) -> dict[str, bytes]:
-    """The bytes of every possible input of a notebook run (``label -> bytes``; see :func:`input_hash`), read
-    when the run starts: a file edited while a long run goes on is not what that run used."""
-    return {label: f.read_bytes() for label, f in _input_files(nb, profile) if f.is_file()}
-
-
-def input_hash(nb: Notebook, profile: str, library_files: list[str] | None = None,
-               snapshot: dict[str, bytes] | None = None) -> str:  # fmt: skip
-    """sha256 over a notebook's inputs: its ``.py``, its parameters file for ``profile``, and the library
-    sources it uses (``library_files``, relative to the package; default: every source file), as they are now
-    or as ``snapshot`` (:func:`snapshot_inputs`) recorded them."""
-    h = hashlib.sha256()
-    for label, f in _input_files(nb, profile, library_files):
-        if snapshot is not None:
-            data = snapshot.get(label, b"<missing>")
-        else:
-            data = f.read_bytes() if f.is_file() else b"<missing>"
-        h.update(label.encode() + b"\0")
-        h.update(data)
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def manifest_path(out_dir: Path, notebook: str) -> Path:
-    return out_dir / "provenance" / f"{notebook}.manifest.json"
 
 
 def is_up_to_date(nb: Notebook, profile: str, out_dir: Path) -> bool:

@@ -61,8 +61,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from . import paths
-from .atomic import write_text_atomic
+from .. import paths
+from ..atomic import write_text_atomic
 
 __all__ = [
     "PRUNERS",

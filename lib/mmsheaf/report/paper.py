@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import paths
+from .. import paths
 
 _INCLUDE = re.compile(r"\\(includegraphics|input|include)\s*(?:\[[^\]]*\])?\s*\{([^}]*)\}")
 

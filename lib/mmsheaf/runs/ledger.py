@@ -2,7 +2,7 @@
 machines and sessions.
 
 A notebook's runs are cached one file per run (``<cache>/<folder>/<key>.json``, see
-:class:`mmsheaf.experiments.ResultCache`); the cache lives under ``build/`` and is lost with the machine. A
+:class:`mmsheaf.runs.cache.RunCache`); the cache lives under ``build/`` and is lost with the machine. A
 **ledger** is the same records in one JSON-lines file beside the notebook's outputs
 (``figures/runs/<notebook>.jsonl`` for the paper profile), one line per run::
 
@@ -15,10 +15,11 @@ A notebook's runs are cached one file per run (``<cache>/<folder>/<key>.json``, 
   its outputs with provenance.
 - An interrupted paper run can be saved with ``python -m mmsheaf runs export NOTEBOOK``
   (:func:`export_runs`), which merges the cache's finished runs into the ledger, so the next session (or
-  another machine) resumes from there.
+  another machine) resumes from there (the command also writes the ledger's provenance record,
+  :func:`mmsheaf.report.provenance.export_provenance`).
 
 A ledger also keeps the Optuna studies a notebook ran (``studies=`` of :func:`write_ledger`): the journal
-file of each (``<cache>/optuna/<name>.journal``, see :meth:`mmsheaf.hpo.StudyConfig.journal_path`), one
+file of each (``<cache>/optuna/<name>.journal``, see :meth:`mmsheaf.runs.hpo.StudyConfig.journal_path`), one
 record per study, ``{"folder": "optuna", "key": "<study name>", "payload": {"journal": [lines]}}``. Seeding
 it restores the study itself, so a rerun replays the same trials in the same order. Without it the runs
 alone are not enough: a study that two workers ran drew its trials in an interleaved order that one worker
@@ -36,8 +37,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .atomic import write_text_atomic
+from .. import paths
+from ..atomic import write_text_atomic
 
 __all__ = [
     "RUN_FOLDERS",
@@ -218,23 +219,4 @@ def export_runs(notebook: str, profile: str = "paper", cache_root: str | Path | 
     records.update(_cache_records(root, RUN_FOLDERS[notebook], None))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, _dump(records))
-    if target is None:  # the ledger beside the outputs gets a provenance record like a notebook's outputs
-        _export_provenance(notebook, profile, path, len(records))
     return path, len(records) - before, len(records)
-
-
-def _export_provenance(notebook: str, profile: str, path: Path, runs: int) -> None:
-    import datetime as _dt
-
-    from .report import git_commit, hardware, package_versions, sha256_file
-
-    out = paths.output_root(profile)
-    rel = path.relative_to(out).as_posix()
-    record = {
-        "output": rel, "notebook": notebook, "profile": profile, "partial": True,
-        "written_by": f"python -m mmsheaf runs export {notebook} (an interrupted run's finished runs; the "
-                      "notebook replaces this file with the runs it used when it completes)",
-        "runs": runs, "git_commit": git_commit(), "versions": package_versions(), "hardware": hardware(),
-        "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "sha256": sha256_file(path),
-    }  # fmt: skip
-    write_text_atomic(out / "provenance" / (rel.replace("/", "__") + ".json"), json.dumps(record, indent=2) + "\n")

@@ -14,7 +14,7 @@ A notebook makes one :class:`Report` and writes everything the paper uses throug
 for ``smoke``). Each output gets a provenance record ``<out>/provenance/<file>.json`` (notebook, profile,
 parameters, git commit, package versions, hardware, wall time, sha256), and :meth:`Report.close` writes the
 notebook's manifest ``<out>/provenance/<notebook>.manifest.json`` listing its outputs and the hash of its
-inputs, which :mod:`mmsheaf.runner` uses to skip notebooks that are up to date.
+inputs, which :mod:`mmsheaf.report.runner` uses to skip notebooks that are up to date.
 
 Atomic writes: every file is written to a temporary name and renamed into place. When the runner executes a
 notebook it sets ``MMSHEAF_STAGE_DIR``; the report then writes into that staging folder, and the runner moves
@@ -25,38 +25,43 @@ they were.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
-import platform
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from . import paths
-from .atomic import atomic_path, write_text_atomic
+from .. import paths
+from ..atomic import atomic_path, write_text_atomic
+from ..runs.ledger import write_ledger
+from .latex import Latex, booktabs, format_number
+from .notebooks import Notebook
+from .provenance import (
+    git_commit,
+    hardware,
+    input_hash,
+    json_default,
+    library_files_in_use,
+    manifest_path,
+    package_versions,
+    sha256_file,
+)
+
+__all__ = ["GOLDEN", "PAPER_WIDTH_IN", "STAGE_ENV", "Report", "figsize", "move_outputs", "set_style"]
 
 STAGE_ENV = "MMSHEAF_STAGE_DIR"
-"""Environment variable naming the staging folder (set by :mod:`mmsheaf.runner`)."""
+"""Environment variable naming the staging folder (set by :mod:`mmsheaf.report.runner`)."""
 
 PAPER_WIDTH_IN = 6.3
 """Text width of the thesis in inches (A4, 2.5 cm margins: 16 cm); figures are made at this width."""
 
 GOLDEN = (math.sqrt(5) - 1) / 2
-
-TRACKED_PACKAGES: tuple[str, ...] = (
-    "torch", "torch-geometric", "numpy", "pandas", "scikit-learn", "scipy", "matplotlib", "seaborn",
-    "transformers", "sentence-transformers", "pytorch-metric-learning", "torchmetrics", "pytorch-frame",
-    "optuna", "papermill", "jupytext",
-)
 
 _MACRO_NAME = re.compile(r"^[A-Za-z]+$")
 _OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
@@ -93,139 +98,6 @@ def figsize(width_frac: float = 1.0, aspect: float = GOLDEN) -> tuple[float, flo
         raise ValueError(f"width_frac must be in (0, 1], got {width_frac}")
     w = PAPER_WIDTH_IN * width_frac
     return (w, w * aspect)
-
-
-# ------------------------------------------------------------------------------------------ provenance
-def git_commit(root: Path | None = None) -> str:
-    """The repository's commit, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
-    root = root or paths.repo_root()
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{sha}-dirty" if dirty else sha
-
-
-def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def hardware() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as fh:
-            kb = int(fh.readline().split()[1])
-            info["memory_gb"] = round(kb / 2**20, 1)
-    except OSError:
-        pass
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001 - hardware info is best effort
-        pass
-    return info
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    return repr(obj)
-
-
-# ------------------------------------------------------------------------------------------ formatting
-def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters in plain text."""
-    repl = {
-        "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    }
-    return "".join(repl.get(c, c) for c in str(text))
-
-
-def format_number(value: Any, digits: int | None = None) -> str:
-    """Numbers for text and tables: integers with thousands separators ``{,}``, floats to ``digits``."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return "--"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int) or (hasattr(value, "dtype") and str(getattr(value, "dtype", "")).startswith("int")):
-        return f"{int(value):,}".replace(",", "{,}")
-    if isinstance(value, float) or hasattr(value, "item"):
-        v = float(value)
-        if digits is None:
-            digits = 2 if abs(v) >= 1 else 3
-        return f"{v:,.{digits}f}".replace(",", "{,}")
-    return latex_escape(str(value))
-
-
-def booktabs(
-    df: pd.DataFrame,
-    column_format: str | None = None,
-    float_digits: int | Mapping[str, int] = 2,
-    escape: bool = True,
-) -> str:
-    """A booktabs ``tabular`` (no float, no caption: captions live in the paper) of a data frame.
-
-    Column names are written as they are (they are LaTeX, e.g. ``$h_{\\mathrm{edge}}$``); numbers go through
-    :func:`format_number`; string cells are escaped unless ``escape=False`` (a display table whose cells are
-    already LaTeX; pandas may turn :class:`Latex` cells into plain strings, so the flag is what counts).
-    """
-    cols = list(df.columns)
-    if column_format is None:
-        column_format = "".join("r" if pd.api.types.is_numeric_dtype(df[c]) else "l" for c in cols)
-
-    def cell(col: str, v: Any) -> str:
-        if isinstance(v, Latex) or (isinstance(v, str) and not escape):
-            return str(v)
-        digits = float_digits.get(col, 2) if isinstance(float_digits, Mapping) else float_digits
-        return latex_escape(v) if isinstance(v, str) else format_number(v, digits)
-
-    lines = [f"\\begin{{tabular}}{{{column_format}}}", r"\toprule"]
-    lines.append(" & ".join(str(c) for c in cols) + r" \\")
-    lines.append(r"\midrule")
-    for row in df.itertuples(index=False):
-        lines.append(" & ".join(cell(c, v) for c, v in zip(cols, row)) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(lines)
-
-
-class Latex(str):
-    """A string that is already LaTeX (not escaped by :func:`booktabs`)."""
 
 
 # -------------------------------------------------------------------------------------------- Report
@@ -294,7 +166,7 @@ class Report:
             **extra,
         }
         prov = self.out_dir / "provenance" / (rel.replace("/", "__") + ".json")
-        write_text_atomic(prov, json.dumps(record, indent=2, default=_json_default) + "\n")
+        write_text_atomic(prov, json.dumps(record, indent=2, default=json_default) + "\n")
         if rel not in self._outputs:
             self._outputs.append(rel)
 
@@ -341,10 +213,8 @@ class Report:
 
     def runs(self, folders: Sequence[str], keys: Iterable[str], studies: Iterable[str] = ()) -> Path:
         """Write the ledger ``<out>/runs/<notebook>.jsonl`` of exactly the cached runs ``keys``
-        (:mod:`mmsheaf.ledger`): the raw per-run results behind the tables, from which a later run resumes,
+        (:mod:`mmsheaf.runs.ledger`): the raw per-run results behind the tables, from which a later run resumes,
         and the journals of the Optuna ``studies`` (by name), so that the rerun replays their trials."""
-        from .ledger import write_ledger  # local import: the ledger module imports this one
-
         if self.closed:
             raise ValueError("this Report is closed: create a new one to write more outputs")
         keys, studies = sorted(set(keys)), sorted(set(studies))
@@ -372,9 +242,6 @@ class Report:
         lines += [f"\\newcommand{{\\{k}}}{{{v}}}" for k, v in sorted(self._macros.items())]
         write_text_atomic(self.out_dir / rel, "\n".join(lines) + "\n")
         self._record(rel, macros=sorted(self._macros))
-        from .notebooks import Notebook
-        from .runner import input_hash, library_files_in_use  # local import: the runner imports this module
-
         nb = Notebook(self.notebook, paths.notebooks_dir())
         used = library_files_in_use()
         manifest = {
@@ -387,7 +254,7 @@ class Report:
             "git_commit": self._provenance_common()["git_commit"],
             "wall_time_s": round(time.perf_counter() - self._t0, 3),
         }
-        target = self.out_dir / "provenance" / f"{self.notebook}.manifest.json"
+        target = manifest_path(self.out_dir, self.notebook)
         write_text_atomic(target, json.dumps(manifest, indent=2) + "\n")
         self.closed = True
         return target
@@ -406,10 +273,3 @@ def move_outputs(stage: Path, out_dir: Path) -> list[Path]:
                 shutil.copy2(src, tmp)
         moved.append(dst)
     return moved
-
-
-__all__ = [
-    "Report", "Latex", "set_style", "figsize", "booktabs", "format_number", "latex_escape", "git_commit",
-    "package_versions", "hardware", "move_outputs", "PAPER_WIDTH_IN",
-    "STAGE_ENV",
-]

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from . import paths
+from .. import paths
 
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+$")
 

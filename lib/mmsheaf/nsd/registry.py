@@ -1,4 +1,4 @@
-"""The registry of node classifiers: baselines (:mod:`mmsheaf.baselines`) and sheaf models
+"""The registry of node classifiers: baselines (:mod:`mmsheaf.nsd.baselines`) and sheaf models
 (:mod:`mmsheaf.sheaf.models`).
 
 .. code-block:: python
@@ -6,21 +6,36 @@
     model = build_node_model("gcn", in_channels=F, out_channels=C, hidden_channels=64, layers=2)
     model = build_node_model("orth-nsd", F, C, d=3, layers=4)     # sheaf="orth" is filled in
 
-Every entry of :data:`NODE_MODELS` is a :class:`ModelSpec` naming a model class with the signature
+Every entry of :data:`NODE_MODELS` is a :class:`ModelSpec` holding a model class with the signature
 ``Model(in_channels, out_channels, config)`` and its frozen config dataclass; hyperparameters are the config's
-fields. Classes are imported on first use, so this module imports even where :mod:`mmsheaf.sheaf` is absent.
+fields.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
 from torch import nn
+
+from ..sheaf.models import ContinuousNSD, ContinuousNSDConfig, DiscreteNSD, NSDConfig
+from .baselines import (
+    GAT,
+    GCN,
+    GCNII,
+    GPRGNN,
+    MLP,
+    GATConfig,
+    GCNConfig,
+    GCNIIConfig,
+    GPRGNNConfig,
+    GraphSAGE,
+    MLPConfig,
+    SAGEConfig,
+)
 
 __all__ = [
     "NODE_MODELS",
@@ -42,8 +57,8 @@ class ModelSpec:
         name: Registry key (lower case, e.g. ``"orth-nsd"``).
         display: Name for tables and figures (e.g. ``"O(d)-NSD"``).
         family: ``"baseline"`` or ``"sheaf"``.
-        model_path: ``"module:Class"`` of the model, imported on first use (see :attr:`model_cls`).
-        config_path: ``"module:Class"`` of its frozen config dataclass (see :attr:`config_cls`).
+        model_cls: The model class, ``Model(in_channels, out_channels, config)``.
+        config_cls: Its frozen config dataclass.
         fixed: Config fields this entry sets itself (e.g. ``{"sheaf": "orth"}``); passing a different value
             is an error.
     """
@@ -51,63 +66,30 @@ class ModelSpec:
     name: str
     display: str
     family: Family
-    model_path: str
-    config_path: str
+    model_cls: type[nn.Module]
+    config_cls: type
     fixed: Mapping[str, Any] = field(default_factory=dict, hash=False)
-
-    @staticmethod
-    def _load(path: str) -> Any:
-        module, _, attr = path.partition(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ImportError(
-                f"Could not import {path!r} ({type(exc).__name__}: {exc}): the module that defines this "
-                "model is missing or incomplete; check that mmsheaf is installed from a complete checkout "
-                "(pip install -e .)."
-            ) from exc
-
-    @property
-    def model_cls(self) -> type[nn.Module]:
-        """The model class, imported now."""
-        return self._load(self.model_path)
-
-    @property
-    def config_cls(self) -> type:
-        """The config dataclass, imported now."""
-        return self._load(self.config_path)
 
     def hparam_names(self) -> list[str]:
         """The hyperparameters a user may set: the config's fields minus :attr:`fixed`."""
         return sorted(f.name for f in dataclasses.fields(self.config_cls) if f.name not in self.fixed)
 
 
-_B = "mmsheaf.baselines"
-_S = "mmsheaf.sheaf.models"
-
-
-def _baseline(name: str, display: str, cls: str, config: str) -> ModelSpec:
-    return ModelSpec(name, display, "baseline", f"{_B}:{cls}", f"{_B}:{config}")
-
-
 def _sheaf(name: str, display: str, sheaf: str, continuous: bool) -> ModelSpec:
-    prefix = "Continuous" if continuous else ""
-    model = f"{_S}:{prefix}NSD" if continuous else f"{_S}:DiscreteNSD"
-    return ModelSpec(
-        name, display, "sheaf", model, f"{_S}:{prefix}NSDConfig", MappingProxyType({"sheaf": sheaf})
-    )
+    model, config = (ContinuousNSD, ContinuousNSDConfig) if continuous else (DiscreteNSD, NSDConfig)
+    return ModelSpec(name, display, "sheaf", model, config, MappingProxyType({"sheaf": sheaf}))
 
 
 NODE_MODELS: Mapping[str, ModelSpec] = MappingProxyType(
     {
         spec.name: spec
         for spec in (
-            _baseline("mlp", "MLP", "MLP", "MLPConfig"),
-            _baseline("gcn", "GCN", "GCN", "GCNConfig"),
-            _baseline("gat", "GAT", "GAT", "GATConfig"),
-            _baseline("sage", "GraphSAGE", "GraphSAGE", "SAGEConfig"),
-            _baseline("gcnii", "GCNII", "GCNII", "GCNIIConfig"),
-            _baseline("gprgnn", "GPRGNN", "GPRGNN", "GPRGNNConfig"),
+            ModelSpec("mlp", "MLP", "baseline", MLP, MLPConfig),
+            ModelSpec("gcn", "GCN", "baseline", GCN, GCNConfig),
+            ModelSpec("gat", "GAT", "baseline", GAT, GATConfig),
+            ModelSpec("sage", "GraphSAGE", "baseline", GraphSAGE, SAGEConfig),
+            ModelSpec("gcnii", "GCNII", "baseline", GCNII, GCNIIConfig),
+            ModelSpec("gprgnn", "GPRGNN", "baseline", GPRGNN, GPRGNNConfig),
             _sheaf("diag-nsd", "Diag-NSD", "diag", continuous=False),
             _sheaf("orth-nsd", "O(d)-NSD", "orth", continuous=False),
             _sheaf("gen-nsd", "Gen-NSD", "gen", continuous=False),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from .models import build_node_model
+from ..runs.keys import set_seed
+from .registry import build_node_model
 
 __all__ = [
     "SHEAF_PARAM_TAG",
@@ -122,13 +122,6 @@ class TrainResult:
     ms_per_epoch: float
 
 
-def set_seed(seed: int) -> None:
-    """Seed Python's ``random``, NumPy and torch (CPU and all CUDA devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
     """Adam over the trainable parameters of ``model``, with NSD's parameter groups.
 
@@ -191,7 +184,7 @@ def train_node_classifier(
     """Train a node classifier full batch on one split and report the accuracies of its best validation epoch.
 
     Args:
-        model_name_or_model: A name of :data:`mmsheaf.models.NODE_MODELS` (built after seeding, so its
+        model_name_or_model: A name of :data:`mmsheaf.nsd.registry.NODE_MODELS` (built after seeding, so its
             initialisation is reproducible) or a module ``model(x, edge_index) -> logits``, trained in place
             from its current parameters.
         data: A graph with ``x``, ``y``, ``edge_index`` and ``train_mask/val_mask/test_mask`` of shape
@@ -199,7 +192,7 @@ def train_node_classifier(
         split: Mask column to use.
         model_hparams: Hyperparameters of the named model (must be empty when a module is given).
         cfg: :class:`TrainConfig` (default ``TrainConfig()``).
-        progress: Show a tqdm bar over epochs (off by default; :func:`mmsheaf.experiments.run_experiments`
+        progress: Show a tqdm bar over epochs (off by default; :func:`mmsheaf.nsd.runs.run_experiments`
             shows one over runs).
 
     Returns:

@@ -26,16 +26,17 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from . import paths
-from .atomic import atomic_path
-from .data.clothing import MetricTask, load_clothing_task
-from .encoders.fusion import EncoderConfig, MultimodalEncoder
-from .encoders.inputs import ModalityInputs
-from .experiments import canonical_json
-from .losses import build_loss, resolve_loss
-from .metric_train import MetricTrainConfig, train_metric_encoder
+from .. import paths
+from ..atomic import atomic_path
+from ..data.clothing import MetricTask, load_clothing_task
+from ..encoders.fusion import EncoderConfig, MultimodalEncoder
+from ..encoders.inputs import ModalityInputs
+from ..losses import build_loss, resolve_loss
+from .train import MetricTrainConfig, train_metric_encoder
 from .metrics import classification_metrics, clustering_metrics, retrieval_metrics
-from .runcache import SpecCache, run_cached
+from ..runs import hpo
+from ..runs.cache import KeyedSpec, RunCache, run_cached
+from ..runs.keys import canonical_json
 
 __all__ = [
     "SCHEMA",
@@ -88,7 +89,7 @@ def task_inputs(task: MetricTask) -> ModalityInputs:
 
 
 @dataclass(frozen=True)
-class MetricRunSpec:
+class MetricRunSpec(KeyedSpec):
     """One training run of notebook 03.
 
     Args:
@@ -96,7 +97,7 @@ class MetricRunSpec:
         loss: A name of :data:`mmsheaf.losses.METRIC_LOSSES`.
         loss_hparams: The loss's own hyperparameters (defaults filled in by the loss).
         encoder: :class:`~mmsheaf.encoders.fusion.EncoderConfig` fields (``modalities`` as a list).
-        train: :class:`~mmsheaf.metric_train.MetricTrainConfig` fields (``seed`` comes from ``seed``).
+        train: :class:`~mmsheaf.metric.train.MetricTrainConfig` fields (``seed`` comes from ``seed``).
         seed: Seed of the run.
         data_options: Options of :func:`load_task` (the split's ``seed``, ``train_fraction``, ``max_rows``).
         evaluate: Extra evaluations: ``"robustness"`` (:func:`robustness_eval`).
@@ -142,13 +143,10 @@ class MetricRunSpec:
                 "train": dataclasses.asdict(self.train_config()), "seed": self.seed,
                 "evaluate": list(self.evaluate)}  # fmt: skip
 
-    def key(self) -> str:
-        return hashlib.sha256(canonical_json(self.describe()).encode()).hexdigest()
 
-
-def metric_cache() -> SpecCache:
+def metric_cache() -> RunCache:
     """The run cache of notebook 03: ``paths.cache_root()/"metric_runs"``."""
-    return SpecCache(paths.cache_root() / "metric_runs")
+    return RunCache(paths.cache_root() / "metric_runs")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -294,7 +292,7 @@ def _run(spec: MetricRunSpec) -> dict[str, Any]:
     return out
 
 
-def test_embeddings(spec: MetricRunSpec, cache: SpecCache | None = None) -> Tensor:
+def test_embeddings(spec: MetricRunSpec, cache: RunCache | None = None) -> Tensor:
     """The test-row embeddings of ``spec``'s trained encoder, kept as ``<key>.test.pt`` in the cache folder;
     when missing, the run is trained again (same seed) to make them.
 
@@ -312,7 +310,7 @@ def test_embeddings(spec: MetricRunSpec, cache: SpecCache | None = None) -> Tens
     return emb
 
 
-def run_specs(specs: Sequence[MetricRunSpec], cache: SpecCache | None = None, progress: bool = True,
+def run_specs(specs: Sequence[MetricRunSpec], cache: RunCache | None = None, progress: bool = True,
               desc: str = "runs") -> pd.DataFrame:  # fmt: skip
     """Run every spec not cached yet (checking the cache again just before each run, so processes may share
     it) and return one row per spec: ``task, loss, seed, key, cached, seconds, best_epoch, epochs_run``,
@@ -332,7 +330,7 @@ def run_specs(specs: Sequence[MetricRunSpec], cache: SpecCache | None = None, pr
 def tune(loss: str, task: str, n_trials: int, *, space: Mapping[str, Any] | None = None,
          encoder: Mapping[str, Any] | None = None, train: Mapping[str, Any] | None = None,
          data_options: Mapping[str, Any] | None = None, seed: int = 0, storage: str | None = None,
-         cache: SpecCache | None = None, progress: bool = True):  # fmt: skip
+         cache: RunCache | None = None, progress: bool = True):  # fmt: skip
     """Tune a loss's own hyperparameters on validation MAP@R with ``n_trials`` Optuna trials (TPE, seeded).
 
     The space defaults to the loss's :attr:`~mmsheaf.losses.LossSpec.search`. Every trial is a cached
@@ -342,8 +340,6 @@ def tune(loss: str, task: str, n_trials: int, *, space: Mapping[str, Any] | None
         ``(study, best_hparams)``.
     """
     import optuna
-
-    from . import hpo
 
     if not progress:
         optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -2,7 +2,7 @@
 
 Notebook ``01_sheaf_diffusion`` describes its runs with plain parameters (literals or the paper profile's YAML):
 
-- ``TRAIN``: training settings shared by every run (fields of :class:`~mmsheaf.train.TrainConfig`);
+- ``TRAIN``: training settings shared by every run (fields of :class:`~mmsheaf.nsd.train.TrainConfig`);
 - ``MODEL_DEFAULTS``: ``{model: {hparam: value}}`` for every model;
 - ``CONFIGS``: per-dataset overrides ``{dataset: {"train": {...}, "sheaf": {...}, "<model>": {...},
   "source": "..."}}``, where ``"sheaf"`` and ``"train"`` apply to the three discrete sheaf types and their
@@ -11,7 +11,7 @@ Notebook ``01_sheaf_diffusion`` describes its runs with plain parameters (litera
 
 :func:`resolve` merges them (later wins): ``TRAIN`` < ``CONFIGS[ds]["train"]`` (sheaf models) for training,
 and ``MODEL_DEFAULTS[model]`` < ``CONFIGS[ds]["sheaf"]`` (sheaf models) < ``CONFIGS[ds][model]`` for the model.
-The functions below turn that into :class:`~mmsheaf.experiments.ExperimentSpec` lists, and results into the
+The functions below turn that into :class:`~mmsheaf.nsd.runs.ExperimentSpec` lists, and results into the
 accuracy table with the published numbers beside ours.
 
 Where the NSD authors publish no configuration for a dataset, ``CONFIGS[ds]["candidates"]`` lists partial
@@ -29,11 +29,14 @@ from typing import Any
 import pandas as pd
 from torch_geometric.data import Data
 
-from .data import CSBMConfig, contextual_sbm, load_node_dataset
-from .experiments import ExperimentSpec, summarise
-from .models import resolve_node_model
-from .nsd_reference import paper_result
-from .train import TrainConfig
+from ..data import CSBMConfig, contextual_sbm, load_node_dataset
+from ..data.node_datasets import resolve_node_dataset
+from ..report import Latex, latex_escape
+from ..runs.keys import set_seed
+from .reference import paper_result
+from .registry import build_node_model, resolve_node_model
+from .runs import ExperimentSpec, summarise
+from .train import TrainConfig, train_node_classifier
 
 SHEAF_MODELS: tuple[str, ...] = ("diag-nsd", "orth-nsd", "gen-nsd")
 CSBM_PREFIX = "csbm:"
@@ -159,7 +162,7 @@ def choose_candidates(
     """Pick, per dataset, the candidate with the best mean validation accuracy (the first on a tie).
 
     Args:
-        results: Rows of :func:`~mmsheaf.experiments.run_experiments` covering every spec of ``candidates``.
+        results: Rows of :func:`~mmsheaf.nsd.runs.run_experiments` covering every spec of ``candidates``.
         candidates: As :func:`candidate_specs` returns them.
         configs: The ``CONFIGS`` the candidates came from.
 
@@ -313,7 +316,7 @@ def curve_ends(summary: pd.DataFrame, x: str, by: Sequence[str], y: str = "test_
     value at the smallest and at the largest ``x`` (depth, homophily), and the worst and the best point.
 
     Args:
-        summary: one row per point of each curve (as :func:`~mmsheaf.experiments.summarise` returns them).
+        summary: one row per point of each curve (as :func:`~mmsheaf.nsd.runs.summarise` returns them).
         x: the swept column.
         by: the columns that name one curve.
         y: the value column.
@@ -349,10 +352,7 @@ def accuracy_display(
     table: pd.DataFrame, datasets: Sequence[str], models: Sequence[str], display: Mapping[str, str]
 ) -> pd.DataFrame:
     """The accuracy table laid out for the paper: one row per dataset with our mean ± std per model (the best
-    in bold) and a row beneath with the paper's numbers. Cells are LaTeX (:class:`~mmsheaf.report.Latex`)."""
-    from .data.node_datasets import resolve_node_dataset
-    from .report import Latex, latex_escape
-
+    in bold) and a row beneath with the paper's numbers. Cells are LaTeX (:class:`~mmsheaf.report.latex.Latex`)."""
     rows = []
     for ds in datasets:
         sub = table[table.dataset == ds].set_index("model")
@@ -387,9 +387,6 @@ def energy_profiles(
         learned sheaf whose maps are near zero at layer 0 has an energy near zero there, which makes the
         ratio to layer 0 meaningless (Diag-NSD on Texas does this: 1e-16 at layer 0).
     """
-    from .models import build_node_model
-    from .train import set_seed, train_node_classifier
-
     rows = []
     for model_name, (hparams, cfg) in runs.items():
         set_seed(cfg.seed)

@@ -1,0 +1,7 @@
+"""The metric-learning study: angular-margin heads against contrastive losses on multimodal reviews
+(notebook 03).
+
+- :mod:`~mmsheaf.metric.protocol`: what is run: frozen run specs, the searches, the tables;
+- :mod:`~mmsheaf.metric.train`: how one run trains (mini-batches, early stopping on validation MAP@R);
+- :mod:`~mmsheaf.metric.metrics`: what it is scored by (P@1, R-Precision, MAP@R, clustering, linear probe).
+"""

@@ -1,0 +1,23 @@
+"""What every study shares to run many trainings; it knows no study.
+
+- :mod:`~mmsheaf.runs.keys`: run keys (:func:`canonical_json`, :func:`spec_key`), the order a worker walks
+  its runs (:func:`worker_order`), seeds (:func:`set_seed`);
+- :mod:`~mmsheaf.runs.cache`: :class:`KeyedSpec`, the one run cache :class:`RunCache` and the one resumable
+  loop :func:`run_cached`;
+- :mod:`~mmsheaf.runs.ledger`: run ledgers, the cache's records kept with a notebook's outputs;
+- :mod:`~mmsheaf.runs.hpo`: Optuna studies with an exact trial budget shared by any number of workers.
+"""
+
+from .cache import KeyedSpec, RunCache, run_cached
+from .keys import RUN_ORDER_ENV, canonical_json, set_seed, spec_key, worker_order
+
+__all__ = [
+    "RUN_ORDER_ENV",
+    "KeyedSpec",
+    "RunCache",
+    "canonical_json",
+    "run_cached",
+    "set_seed",
+    "spec_key",
+    "worker_order",
+]

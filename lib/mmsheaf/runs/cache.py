@@ -1,0 +1,180 @@
+"""One run cache and one resumable loop over runs, shared by every study.
+
+A *run spec* is a frozen description of one training run: :class:`KeyedSpec` subclasses write
+``describe()`` (a JSON-ready dict of everything that determines the run) and inherit ``key()`` (the sha256 of
+its canonical JSON, :func:`~mmsheaf.runs.keys.spec_key`). :class:`RunCache` keeps each finished run as
+``<folder>/<key>.json``; the file's content is the spec's *record* of the run (by default
+``{"spec": describe(), "result": ...}``), and a file the spec does not recognise as its own (a changed
+setting, a hand-edited or half-written file) is ignored, so the run is recomputed. The records are also what
+the run ledgers keep (:mod:`mmsheaf.runs.ledger`).
+
+:func:`run_cached` runs every spec the cache lacks and returns one table row per spec. It checks the cache
+again just before each run, so several worker processes may walk the same specs (for instance in opposite
+orders: ``MMSHEAF_RUN_ORDER=reverse``, :func:`~mmsheaf.runs.keys.worker_order`) and share one folder: a run
+another worker has finished meanwhile is read, not repeated.
+
+Example::
+
+    cache = RunCache(paths.cache_root() / "metric_runs")
+    df = run_cached(specs, cache, run=train_one, row=lambda spec, result: {"seed": spec.seed, **result["test"]})
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..atomic import write_text_atomic
+from .keys import canonical_json, spec_key, worker_order
+
+__all__ = ["KeyedSpec", "RunCache", "run_cached"]
+
+
+class KeyedSpec:
+    """Base of the run specs of every study: subclasses (frozen dataclasses) write :meth:`describe`.
+
+    :meth:`record` and :meth:`matches` define the cache file of a finished run; a study whose records carry
+    more than ``{"spec", "result"}`` (node classification keeps its schema, the key and the spec as given)
+    overrides both, together.
+    """
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that determines the run, JSON-ready."""
+        raise NotImplementedError(f"{type(self).__name__} must define describe()")
+
+    def key(self) -> str:
+        """sha256 (hex) of the canonical JSON of :meth:`describe`: stable across runs, machines, versions."""
+        return spec_key(self.describe())
+
+    def record(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The cache file's content for this run's ``result``: ``{"spec": describe(), "result": result}``."""
+        return {"spec": json.loads(canonical_json(self.describe())), "result": result}
+
+    def matches(self, payload: dict[str, Any]) -> bool:
+        """Whether ``payload`` (a cache file's content) is a record of this spec."""
+        return payload.get("spec") == json.loads(canonical_json(self.describe()))
+
+
+S = TypeVar("S", bound=KeyedSpec)
+
+
+class RunCache:
+    """Finished runs as ``<folder>/<key>.json``, one small file each, written atomically.
+
+    Args:
+        folder: The cache folder (created on the first write). Its name is the run folder the ledgers name.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def path(self, spec: KeyedSpec | str) -> Path:
+        """The file of ``spec`` (or of a key)."""
+        return self.folder / f"{spec if isinstance(spec, str) else spec.key()}.json"
+
+    def get(self, spec: KeyedSpec, key: str | None = None) -> dict[str, Any] | None:
+        """The stored record of ``spec`` (with its ``"result"``), or ``None`` if missing or not its own.
+
+        A file that cannot be read, or whose record is not of this spec (the key is the hash of the spec, so
+        only an edited or corrupt file can be), is reported and ignored: the run is recomputed.
+        """
+        path = self.path(key or spec)
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            warnings.warn(f"Ignoring unreadable cache file {path} ({exc}); the run will be recomputed.",
+                          stacklevel=2)  # fmt: skip
+            return None
+        if not isinstance(payload, dict) or "result" not in payload or not spec.matches(payload):
+            warnings.warn(f"Ignoring unreadable cache file {path} (not a record of this run: edited or corrupt); "
+                          "the run will be recomputed.", stacklevel=2)  # fmt: skip
+            return None
+        return payload
+
+    def put(self, spec: KeyedSpec, result: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+        """Store ``result`` atomically; returns the record as it reads back (JSON types: tuples become lists)."""
+        text = json.dumps(spec.record(result), indent=1, sort_keys=True)
+        write_text_atomic(self.path(key or spec), text)
+        return json.loads(text)
+
+    def __contains__(self, spec: object) -> bool:
+        return isinstance(spec, KeyedSpec) and self.get(spec) is not None
+
+    def keys(self) -> list[str]:
+        """Keys of the stored runs."""
+        return sorted(p.stem for p in self.folder.glob("*.json")) if self.folder.is_dir() else []
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __repr__(self) -> str:
+        return f"RunCache({str(self.folder)!r})"
+
+
+def run_cached(
+    specs: Sequence[S],
+    cache: RunCache,
+    run: Callable[[S], dict[str, Any]],
+    row: Callable[[S, dict[str, Any]], dict[str, Any]],
+    *,
+    label: Callable[[S], str] = lambda spec: spec.key()[:12],
+    progress: bool = True,
+    desc: str = "runs",
+) -> pd.DataFrame:
+    """Run every spec the cache lacks, store each result as soon as it is done, return one row per spec.
+
+    The tqdm bar counts only the runs still to do (the cached ones are named in its description, so they do
+    not make the ETA look faster than it is); its ETA is the average over the runs done so far
+    (``smoothing=0``). An exception (or Ctrl-C) stops the loop; finished runs stay cached. Duplicate specs
+    run once.
+
+    Args:
+        specs: The runs, in the order to run them (reversed under ``MMSHEAF_RUN_ORDER=reverse``).
+        cache: Where results are read and written.
+        run: ``spec -> result`` (a JSON-serialisable dict).
+        row: ``(spec, result) -> dict``: the table row of a run (the loop adds ``key`` and ``cached``).
+        label: ``spec -> str`` shown beside the bar while the spec runs.
+        progress: Show the bar.
+        desc: The bar's description.
+
+    Returns:
+        One row per spec, in order, with ``key`` and ``cached`` (read from the cache rather than run by
+        this call) besides what ``row`` returns.
+    """
+    keys = [spec.key() for spec in specs]  # also validates every spec before running any
+    hits: dict[str, dict[str, Any]] = {}
+    todo: set[str] = set()
+    for spec, key in zip(specs, keys):
+        if key not in hits and key not in todo:
+            hit = cache.get(spec, key)
+            if hit is None:
+                todo.add(key)
+            else:
+                hits[key] = hit
+    bar = tqdm(total=len(todo), desc=f"{desc} ({len(specs) - len(todo)} cached)", unit="run", smoothing=0,
+               disable=not progress or not todo)  # fmt: skip
+    rows: list[dict[str, Any]] = [{} for _ in specs]
+    ran_at: dict[str, int] = {}  # key -> the row whose spec this call ran
+    try:
+        for i, spec in worker_order(list(enumerate(specs))):
+            key = keys[i]
+            if key not in hits:  # only missing runs are looked up again: another worker may have done one
+                hit = cache.get(spec, key)
+                if hit is None:
+                    bar.set_postfix_str(label(spec))
+                    hit = cache.put(spec, run(spec), key)
+                    ran_at[key] = i
+                hits[key] = hit
+                bar.update(1)  # a spec listed twice runs once and counts once
+            rows[i] = {**row(spec, hits[key]["result"]), "key": key, "cached": ran_at.get(key) != i}
+    finally:
+        bar.close()
+    return pd.DataFrame(rows)
