@@ -11,7 +11,7 @@
 The report knows no study: the studies call it.
 """
 
-from .latex import Latex, booktabs, format_number, latex_escape, mean_std
+from .latex import Latex, booktabs, format_number, latex_escape, mean_std, number
 from .outputs import PAPER_WIDTH_IN, STAGE_ENV, Report, figsize, move_outputs, set_style
 
 __all__ = [
@@ -25,5 +25,6 @@ __all__ = [
     "latex_escape",
     "mean_std",
     "move_outputs",
+    "number",
     "set_style",
 ]

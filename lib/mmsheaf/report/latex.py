@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Latex", "booktabs", "format_number", "latex_escape", "mean_std"]
+__all__ = ["Latex", "booktabs", "format_number", "latex_escape", "mean_std", "number"]
 
 
 def latex_escape(text: str) -> str:
@@ -99,3 +99,10 @@ def mean_std(mean: float | None, std: float | None, digits: int = 1, *, bold: bo
     if italic:
         text = f"\\textit{{{text}}}"
     return Latex(text)
+
+
+def number(value: Any, digits: int | None = None) -> Latex:
+    """:func:`format_number` of ``value`` as a :class:`Latex` string: a number a study's ``numbers`` module
+    quotes, formatted once there (e.g. ``number(86.26, 1) == "86.3"``), so the paper and the unit tests see the
+    same text."""
+    return Latex(format_number(value, digits))

@@ -233,6 +233,12 @@ class Report:
         self._macros[name] = str(text)
         return str(text)
 
+    def macros(self, numbers: Mapping[str, Any]) -> None:
+        r"""Define every ``\<name>`` of ``numbers`` (``{name: value}``, as a study's ``numbers`` module returns
+        them: :class:`Latex` text, e.g. :func:`~mmsheaf.report.latex.number`, or plain numbers and phrases)."""
+        for name, value in numbers.items():
+            self.macro(name, value)
+
     def close(self) -> Path:
         """Write the macros file and the manifest; returns the manifest's path."""
         if self.closed:
