@@ -7,6 +7,9 @@
 - :mod:`~mmsheaf.data.tables`: clothing reviews, MovieLens 100K tables, MNIST-5k (:data:`TABLE_DATASETS`).
 - :mod:`~mmsheaf.data.interactions`: :class:`InteractionData`, user-item implicit feedback with per-modality
   features and masks (:data:`MODALITIES`), shared by the recommenders and the ranking evaluation.
+- :mod:`~mmsheaf.data.clothing`: the clothing reviews as metric-learning tasks (rows, labels and item-level
+  splits, :func:`~mmsheaf.data.clothing.load_clothing_task`); :mod:`~mmsheaf.data.clothing_features` builds
+  their text, tabular and same-item graph inputs.
 - :mod:`~mmsheaf.data.movielens`: MovieLens 100K as multimodal implicit feedback with a random or cold-item
   split (:func:`load_ml100k`).
 - :mod:`~mmsheaf.data.text_cache`: sentence embeddings cached on disk per model and text (:func:`embed_texts`).

@@ -17,11 +17,13 @@ task          label                   split                                  gra
 
 For ``category`` the product hierarchy (``Division Name``, ``Department Name``, ``Class Name``) is not an
 input: ``Department Name`` is a function of the label.
+
+This module chooses the rows, labels and item-level splits of a task and holds them in :class:`MetricTask`;
+the text, tabular and graph inputs of the chosen rows are built by :mod:`mmsheaf.data.clothing_features`.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +34,15 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from mmsheaf.data.clothing_features import (
+    NUMERICAL_COLUMNS,
+    categorical_codes,
+    missing_mask,
+    numerical_features,
+    review_text,
+    same_item_graph,
+)
 from mmsheaf.data.tables import load_clothing_reviews
-from mmsheaf.data.text_cache import embed_texts
 
 __all__ = [
     "CLOTHING_TASKS",
@@ -57,7 +66,6 @@ DEFAULT_MIN_CLASS_SIZE = 50
 DEFAULT_MAX_NEIGHBOURS = 10
 """Largest degree of a review in the same-item graph of the ``category`` task."""
 
-NUMERICAL_COLUMNS: tuple[str, ...] = ("Age", "Rating", "Positive Feedback Count")
 HIERARCHY_COLUMNS: tuple[str, ...] = ("Division Name", "Department Name", "Class Name")
 _TEST_SHARE = {"item": 0.5, "category": 0.2}  # items (T1) / rows (T2)
 
@@ -233,7 +241,7 @@ class MetricTask:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Building blocks
+# Rows, items and splits
 # ------------------------------------------------------------------------------------------------------------
 
 
@@ -268,21 +276,6 @@ def _check_args(
     return key
 
 
-def _missing(values: pd.Series) -> np.ndarray:
-    """NaN, ``None`` or blank strings."""
-    return np.array(values.isna() | values.astype(str).str.strip().eq(""), dtype=bool)
-
-
-def _join_text(title: object, review: object, title_missing: bool, review_missing: bool) -> str:
-    parts = []
-    if not title_missing:
-        t = str(title).strip()
-        parts.append(t if t[-1] in ".!?" or review_missing else t + ".")
-    if not review_missing:
-        parts.append(str(review).strip())
-    return " ".join(parts)
-
-
 def _subsample_items(
     items: np.ndarray, counts: np.ndarray, max_rows: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -293,44 +286,6 @@ def _subsample_items(
             kept.append(items[j])
             total += counts[j]
     return np.sort(np.asarray(kept, dtype=items.dtype))
-
-
-def _item_graph(rows_per_item: Sequence[np.ndarray], num_rows: int, max_neighbours: int | None,
-                rng: np.random.Generator) -> Tensor:  # fmt: skip
-    """Same-item graph: cliques of at most ``max_neighbours + 1`` reviews, otherwise ``max_neighbours // 2``
-    random Hamiltonian cycles (plus a random matching if ``max_neighbours`` is odd) over the item's reviews."""
-    src: list[np.ndarray] = []
-    dst: list[np.ndarray] = []
-    for rows in rows_per_item:
-        n = len(rows)
-        if n < 2:
-            continue
-        if max_neighbours is None or n <= max_neighbours + 1:
-            a, b = np.triu_indices(n, 1)
-            src.append(rows[a])
-            dst.append(rows[b])
-            continue
-        for _ in range(max_neighbours // 2):
-            cycle = rows[rng.permutation(n)]
-            src.append(cycle)
-            dst.append(np.roll(cycle, -1))
-        if max_neighbours % 2:
-            order = rows[rng.permutation(n)][: n - n % 2]
-            src.append(order[0::2])
-            dst.append(order[1::2])
-    if not src:
-        return torch.zeros(2, 0, dtype=torch.long)
-    s, d = np.concatenate(src).astype(np.int64), np.concatenate(dst).astype(np.int64)
-    keys = np.unique(np.concatenate([s * num_rows + d, d * num_rows + s]))
-    return torch.from_numpy(np.stack([keys // num_rows, keys % num_rows]))
-
-
-def _codes(values: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
-    present = ~_missing(values)
-    strings = values.where(present).map(lambda v: None if pd.isna(v) else str(v).strip())
-    categories = tuple(sorted(set(strings[present])))
-    codes = pd.Categorical(strings, categories=list(categories)).codes.astype(np.int64)
-    return codes, categories
 
 
 def _rows_of(items_of_rows: np.ndarray, items: np.ndarray) -> Tensor:
@@ -444,7 +399,7 @@ def load_clothing_task(
         keep = np.isin(ids, per_item.index[per_item >= 2].to_numpy())
     else:
         classes = df["Class Name"]
-        has_class = ~_missing(classes)
+        has_class = ~missing_mask(classes)
         sizes = classes[has_class].value_counts()
         keep = has_class & classes.isin(sizes.index[sizes >= min_class_size]).to_numpy()
     df = df[keep]
@@ -475,51 +430,23 @@ def load_clothing_task(
         )
         label_names = tuple(str(v) for v in label_values)
 
-    # text
-    title_missing, review_missing = _missing(df["Title"]), _missing(df["Review Text"])
-    texts = tuple(
-        _join_text(t, r, tm, rm)
-        for t, r, tm, rm in zip(df["Title"], df["Review Text"], title_missing, review_missing, strict=True)
-    )
-    has_text = ~(title_missing & review_missing)
-    embedded = embed_texts([t for t, h in zip(texts, has_text, strict=True) if h], text_model,
-                           encoder=text_encoder)  # fmt: skip
-    text = torch.zeros(len(df), embedded.size(1) if embedded.numel() else 0)
-    text[torch.from_numpy(has_text)] = embedded
-
-    # tabular
-    numerical = torch.from_numpy(
-        np.stack(
-            [pd.to_numeric(df[c], errors="coerce").to_numpy(np.float64) for c in NUMERICAL_COLUMNS], axis=1
-        )
-    ).float()
-    train_values = numerical[train_idx].double().numpy()
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column
-        mean = np.nan_to_num(np.nanmean(train_values, axis=0), nan=0.0)
-        std = np.nanstd(train_values, axis=0)
-    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    review = review_text(df, text_model, text_encoder)
+    numerical, mean, std = numerical_features(df, train_idx)
     categorical_cols = ("Recommended IND", *HIERARCHY_COLUMNS) if key == "item" else ("Recommended IND",)
-    encoded = [_codes(df[c]) for c in categorical_cols]
-
-    if key == "item":
-        edge_index = None
-    else:
-        order = np.argsort(row_ids, kind="stable")
-        starts = np.flatnonzero(np.r_[True, row_ids[order][1:] != row_ids[order][:-1]])
-        edge_index = _item_graph(np.split(order, starts[1:]), len(df), max_neighbours, graph_rng)
+    encoded = [categorical_codes(df[c]) for c in categorical_cols]
+    edge_index = None if key == "item" else same_item_graph(row_ids, max_neighbours, graph_rng)
 
     return MetricTask(
         name=f"clothing-{key}",
         task=key,
-        text=text,
-        text_mask=torch.from_numpy(has_text),
-        title_missing=torch.from_numpy(title_missing),
-        review_missing=torch.from_numpy(review_missing),
-        texts=texts,
+        text=review.text,
+        text_mask=review.text_mask,
+        title_missing=review.title_missing,
+        review_missing=review.review_missing,
+        texts=review.texts,
         numerical=numerical,
-        numerical_mean=torch.from_numpy(mean).float(),
-        numerical_std=torch.from_numpy(std).float(),
+        numerical_mean=mean,
+        numerical_std=std,
         categorical=torch.from_numpy(np.stack([c for c, _ in encoded], axis=1)),
         col_names_numerical=NUMERICAL_COLUMNS,
         col_names_categorical=categorical_cols,

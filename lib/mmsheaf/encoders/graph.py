@@ -31,7 +31,7 @@ from torch_geometric.nn import GCNConv, SAGEConv
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
 from mmsheaf.sheaf.conv import SheafDiffusionConv
-from mmsheaf.sheaf.laplacian import GraphIndexCache, build_index
+from mmsheaf.sheaf.index import GraphIndexCache, build_index
 from mmsheaf.sheaf.maps import validate_sheaf
 
 __all__ = [
@@ -100,7 +100,7 @@ class NeighbourIndex:
 
 class NeighbourIndexCache(GraphIndexCache):
     """A small LRU cache of :class:`NeighbourIndex` keyed by an ``edge_index`` tensor's memory, shape and
-    version (:class:`~mmsheaf.sheaf.laplacian.GraphIndexCache`): the CSR is built once per graph."""
+    version (:class:`~mmsheaf.sheaf.index.GraphIndexCache`): the CSR is built once per graph."""
 
     def build(self, edge_index: Tensor, num_nodes: int) -> NeighbourIndex:
         return NeighbourIndex.build(edge_index, num_nodes)

@@ -2,9 +2,11 @@
 
 `Neural Sheaf Diffusion <https://arxiv.org/abs/2202.04579>`_ (Bodnar et al., NeurIPS 2022).
 
-- :mod:`~mmsheaf.sheaf.laplacian`: :func:`build_index` (once per graph), :func:`sheaf_laplacian` (a
-  :class:`SheafLaplacian` applied with sparse products, never densified), :func:`dirichlet_energy` and the
-  dense coboundary reference :func:`dense_sheaf_laplacian` for tests;
+- :mod:`~mmsheaf.sheaf.index`: :func:`build_index` (once per graph) and the caches of indices per graph;
+- :mod:`~mmsheaf.sheaf.kernels`: the custom autograd kernels (CSR products, :func:`batched_sym_inv_sqrt`);
+- :mod:`~mmsheaf.sheaf.laplacian`: :func:`sheaf_laplacian` (a :class:`SheafLaplacian` applied with sparse
+  products, never densified) and :func:`dirichlet_energy`;
+- :mod:`~mmsheaf.sheaf.reference`: the dense coboundary reference :func:`dense_sheaf_laplacian` for tests;
 - :mod:`~mmsheaf.sheaf.maps`: restriction maps learned from ``[x_u || x_v]`` (diagonal, orthogonal, general)
   and learned edge weights;
 - :mod:`~mmsheaf.sheaf.conv`: :class:`SheafDiffusionConv` (one NSD step) and the ODE vector field;
@@ -12,18 +14,9 @@
 """
 
 from .conv import SheafDiffusionConv, SheafDiffusionODEFunc, fixed_signs
-from .laplacian import (
-    NORMALISATIONS,
-    SHEAF_KINDS,
-    SheafIndex,
-    SheafIndexCache,
-    SheafLaplacian,
-    batched_sym_inv_sqrt,
-    build_index,
-    dense_sheaf_laplacian,
-    dirichlet_energy,
-    sheaf_laplacian,
-)
+from .index import SheafIndex, SheafIndexCache, build_index
+from .kernels import batched_sym_inv_sqrt
+from .laplacian import NORMALISATIONS, SHEAF_KINDS, SheafLaplacian, dirichlet_energy, sheaf_laplacian
 from .maps import (
     ACTIVATIONS,
     MAP_LEARNERS,
@@ -39,6 +32,7 @@ from .maps import (
     validate_sheaf,
 )
 from .models import ContinuousNSD, ContinuousNSDConfig, DiscreteNSD, NSDConfig, sheaf_parameter_groups
+from .reference import dense_sheaf_laplacian
 
 __all__ = [
     "ACTIVATIONS",

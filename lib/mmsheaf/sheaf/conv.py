@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .laplacian import NORMALISATIONS, SheafIndex, SheafIndexCache, SheafLaplacian, sheaf_laplacian
+from .index import SheafIndex, SheafIndexCache
+from .laplacian import NORMALISATIONS, SheafLaplacian, sheaf_laplacian
 from .maps import MAP_LEARNERS, EdgeWeightLearner, _lookup, validate_sheaf
 
 __all__ = ["SheafDiffusionConv", "SheafDiffusionODEFunc", "fixed_signs"]
@@ -184,7 +185,7 @@ class SheafDiffusionConv(_SheafOperator):
         - input ``x``: :math:`(N, d_{total} \cdot C)`, node :math:`v`'s row being its :math:`d_{total}` stalk
           dimensions of :math:`C` channels each (``x.view(N, d_total, C)``), :math:`d_{total} = d +
           \text{add\_lp} + \text{add\_hp}`; ``edge_index``: :math:`(2, 2E)` undirected, or a
-          :class:`~mmsheaf.sheaf.laplacian.SheafIndex`;
+          :class:`~mmsheaf.sheaf.index.SheafIndex`;
         - output: :math:`(N, d_{total} \cdot C)`.
     """
 
@@ -228,7 +229,7 @@ class SheafDiffusionODEFunc(_SheafOperator):
     (the reference's form: :math:`\sigma` = ELU when ``use_act``, else the identity, giving the paper's
     :math:`-\Delta (I \otimes W_1) X W_2`). The sheaf is learned from the state at every evaluation, or, when
     :attr:`laplacian` is set (NSD's ``linear=True``), that fixed Laplacian is used. Set :attr:`graph` (a
-    :class:`~mmsheaf.sheaf.laplacian.SheafIndex`) before integrating, or integrate :meth:`bind`.
+    :class:`~mmsheaf.sheaf.index.SheafIndex`) before integrating, or integrate :meth:`bind`.
 
     Args: as :class:`SheafDiffusionConv` (no dropout, no :math:`\varepsilon`).
 

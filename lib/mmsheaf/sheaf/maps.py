@@ -13,7 +13,7 @@ Implementation note: :math:`W [x_u \| x_v] = W_1 x_u + W_2 x_v`, so the learners
 first and gather ``m`` numbers per edge, instead of gathering and concatenating ``2 F`` features per edge
 (``F = d * C``): for squirrel that is 2 x 3 instead of 256 floats gathered per directed edge. The learners
 return edge-major shapes (``(2E, d)`` / ``(2E, d, d)``) as views of edge-last storage (see
-:mod:`mmsheaf.sheaf.laplacian`).
+:mod:`mmsheaf.sheaf.kernels`).
 
 Differences from the reference: :func:`householder_orthogonal` multiplies :math:`d-1` reflections (the
 reference's ``torch_householder_orgqr`` adds a :math:`d`-th one whose vector is fixed, a sign flip of the
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .laplacian import SheafIndex
+from .index import SheafIndex
 
 __all__ = [
     "ACTIVATIONS",

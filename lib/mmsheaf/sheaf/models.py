@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .conv import SheafDiffusionConv, SheafDiffusionODEFunc
-from .laplacian import SheafIndex, SheafIndexCache, SheafLaplacian, dirichlet_energy
+from .index import SheafIndex, SheafIndexCache
+from .laplacian import SheafLaplacian, dirichlet_energy
 from .maps import ACTIVATIONS, MAP_LEARNERS, ORTHOGONAL_MAPS, _lookup, validate_sheaf
 
 __all__ = ["ContinuousNSD", "ContinuousNSDConfig", "DiscreteNSD", "NSDConfig", "sheaf_parameter_groups"]
@@ -191,7 +192,7 @@ class DiscreteNSD(_NSDBase):
         config: :class:`NSDConfig`.
 
     **Shapes:** ``x`` :math:`(N, F_{in})`, ``edge_index`` :math:`(2, 2E)` (undirected, no self-loops) or a
-    :class:`~mmsheaf.sheaf.laplacian.SheafIndex` -> raw logits :math:`(N, F_{out})`.
+    :class:`~mmsheaf.sheaf.index.SheafIndex` -> raw logits :math:`(N, F_{out})`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, config: NSDConfig = NSDConfig()) -> None:
