@@ -44,7 +44,8 @@ import seaborn as sns
 from mmsheaf import paths
 from mmsheaf.data import degree_and_local_homophily
 from mmsheaf.data.summary import node_summary, table_summary
-from mmsheaf.report import Latex, Report, figsize, latex_escape
+from mmsheaf.datasets.numbers import dataset_numbers
+from mmsheaf.report import Report, figsize
 
 rep = Report("00_datasets", PROFILE, params=dict(GRAPHS=GRAPHS, TABLES=TABLES, HETEROPHILY_THRESHOLD=HETEROPHILY_THRESHOLD))
 print(f"profile={PROFILE}  data root={paths.data_root()}  outputs -> {rep.out_dir}")
@@ -130,37 +131,7 @@ rep.figure(fig, "datasets_homophily_degree")
 # ## Numbers quoted in the paper
 
 # %%
-hetero = graphs_df[graphs_df["edge_homophily"] < HETEROPHILY_THRESHOLD]
-lo, hi = graphs_df.iloc[0], graphs_df.iloc[-1]
-gap = (graphs_df["node_homophily"] - graphs_df["edge_homophily"]).abs()
-by_name = graphs_df.set_index("name")
-rep.macro("DsNumGraphs", len(graphs_df))
-rep.macro("DsNumHeterophilic", len(hetero))
-rep.macro("DsHeterophilyThreshold", HETEROPHILY_THRESHOLD, digits=1)
-rep.macro("DsMostHeterophilic", lo["dataset"])
-rep.macro("DsMostHeterophilicH", lo["edge_homophily"], digits=2)
-rep.macro("DsMostHomophilic", hi["dataset"])
-rep.macro("DsMostHomophilicH", hi["edge_homophily"], digits=2)
-rep.macro("DsLargestGap", graphs_df.loc[gap.idxmax(), "dataset"])
-rep.macro("DsLargestGapValue", gap.max(), digits=2)
-rep.macro("DsDensest", graphs_df.loc[graphs_df["mean_degree"].idxmax(), "dataset"])
-rep.macro("DsDensestDegree", graphs_df["mean_degree"].max(), digits=1)
-for key, macro in (("cornell", "DsCornellH"), ("cornell-nsd", "DsCornellNsdH")):
-    rep.macro(macro, by_name.loc[key, "edge_homophily"] if key in by_name.index else float("nan"), digits=2)
-missing_all = {**missing_graphs, **missing_tables}
-rep.macro(
-    "DsMissing",
-    Latex("; ".join(f"{latex_escape(k)} ({latex_escape(v)})" for k, v in missing_all.items()) or "none"),
-)
-clothing = tables_df.set_index("name").loc["clothing"] if "clothing" in set(tables_df["name"]) else None
-for macro, col in (
-    ("DsClothingRows", "rows"),
-    ("DsClothingMissingText", "missing_text_rows"),
-    ("DsClothingMissingTitle", "missing_title_rows"),
-    ("DsClothingClasses", "classes"),
-    ("DsClothingItems", "entities"),
-):
-    rep.macro(macro, int(clothing[col]) if clothing is not None else float("nan"))
+rep.macros(dataset_numbers(graphs_df, tables_df, {**missing_graphs, **missing_tables}, HETEROPHILY_THRESHOLD))
 rep.close()
 
 # %% [markdown]

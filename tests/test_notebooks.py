@@ -199,7 +199,7 @@ def test_up_to_date_notebooks_are_skipped_until_an_input_changes(tmp_path):
 
     # Library changes: only the modules the notebook imported count.
     manifest = json.loads((out / "provenance" / "98_ok.manifest.json").read_text())
-    assert "report.py" in manifest["library_files"] and "data/synthetic.py" not in manifest["library_files"]
+    assert "report/outputs.py" in manifest["library_files"] and "data/synthetic.py" not in manifest["library_files"]
     lib_copy = tmp_path / "lib"
     shutil.copytree(paths.library_dir(), lib_copy, ignore=shutil.ignore_patterns("__pycache__"))
     with pytest.MonkeyPatch.context() as mp:
@@ -207,7 +207,7 @@ def test_up_to_date_notebooks_are_skipped_until_an_input_changes(tmp_path):
         assert is_up_to_date(nb, "paper", out)
         (lib_copy / "data" / "synthetic.py").write_text("# an unrelated change\n")
         assert is_up_to_date(nb, "paper", out), "a module the notebook does not import is not its input"
-        (lib_copy / "report.py").write_text((lib_copy / "report.py").read_text() + "\n# changed\n")
+        (lib_copy / "report" / "outputs.py").write_text((lib_copy / "report" / "outputs.py").read_text() + "\n# changed\n")
         assert not is_up_to_date(nb, "paper", out), "a module it imports is"
 
 
