@@ -2,7 +2,7 @@
 
 For each dataset (cora, chameleon, squirrel, film by default) and model, one fresh process builds the model
 with the hyperparameters the paper profile uses (notebooks/params/01_sheaf_diffusion.paper.yaml, merged by
-mmsheaf.nsd.protocol.resolve), runs warm-up epochs, then times full training epochs (forward, backward,
+mmsheaf.nsd.protocol.NsdProtocol.resolve), runs warm-up epochs, then times full training epochs (forward, backward,
 optimiser step) and reports the median in milliseconds and the peak resident memory of the process
 (ru_maxrss) minus its resident memory before the first epoch. Each sheaf model is also compared with a GCN
 of equal depth and width (layers = the sheaf model's layers, hidden = d x hidden_channels).
@@ -43,14 +43,15 @@ def measure_one(dataset: str, model: str, epochs: int, warmup: int, override: di
     import torch
     import torch.nn.functional as F
 
-    from mmsheaf.nsd import protocol as proto
+    from mmsheaf.nsd.graphs import load_graph
+    from mmsheaf.nsd.protocol import NsdProtocol
     from mmsheaf.nsd.registry import build_node_model
     from mmsheaf.nsd.train import make_optimizer, set_seed
 
     p = yaml.safe_load(PARAMS.read_text())
-    hparams, cfg = proto.resolve(dataset, model, p["TRAIN"], p["MODEL_DEFAULTS"], p["CONFIGS"])
-    hparams.update(override)
-    data = proto.load_graph(dataset)
+    protocol = NsdProtocol.from_params(p["TRAIN"], p["MODEL_DEFAULTS"], p["CONFIGS"])
+    hparams, cfg = protocol.resolve(dataset, model, **override)
+    data = load_graph(dataset)
     set_seed(0)
     net = build_node_model(model, data.num_features, int(data.y.max()) + 1, **hparams)
     opt = make_optimizer(net, cfg)

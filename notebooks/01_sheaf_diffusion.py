@@ -70,12 +70,14 @@ import seaborn as sns
 
 from mmsheaf import paths
 from mmsheaf.data import graph_stats
-from mmsheaf.data.node_datasets import resolve_node_dataset
-from mmsheaf.nsd import protocol as proto
-from mmsheaf.nsd.reference import best_sheaf_result
+from mmsheaf.nsd import tables
+from mmsheaf.nsd.graphs import load_graph
+from mmsheaf.nsd.numbers import accuracy_numbers, csbm_numbers, depth_numbers, energy_numbers, run_numbers
+from mmsheaf.nsd.protocol import NsdProtocol, energy_profiles
+from mmsheaf.nsd.reference import SHEAF_MODELS
 from mmsheaf.nsd.registry import resolve_node_model
-from mmsheaf.nsd.runs import run_experiments, summarise
-from mmsheaf.report import Latex, Report, figsize, latex_escape
+from mmsheaf.nsd.runs import run_experiments
+from mmsheaf.report import Report, figsize
 from mmsheaf.runs import RunCache
 from mmsheaf.runs.ledger import ledger_path, seed_cache
 
@@ -88,6 +90,7 @@ params = dict(
     ENERGY_DATASET=ENERGY_DATASET,
 )
 rep = Report("01_sheaf_diffusion", PROFILE, params=params)
+protocol = NsdProtocol.from_params(TRAIN, MODEL_DEFAULTS, CONFIGS)  # validated once: what every run is
 cache = RunCache(paths.cache_root() / "node_classification")
 reused = seed_cache(ledger_path("01_sheaf_diffusion", PROFILE))  # finished runs kept with the outputs
 display_name = {m: resolve_node_model(m).display for m in set(MODELS) | set(DEPTH_MODELS) | set(SBM_MODELS)}
@@ -105,7 +108,7 @@ print(f"profile={PROFILE}  results cache={cache.folder} ({reused} runs from the 
 available, missing = [], []
 for name in DATASETS:
     try:
-        proto.load_graph(name)
+        load_graph(name)
         available.append(name)
     except FileNotFoundError as exc:
         missing.append(name)
@@ -116,7 +119,7 @@ if not available:
         "files from ../shared/data or lets PyG download them), or put each dataset's raw files where the "
         "messages above say."
     )
-run_order = sorted(available, key=lambda ds: proto.load_graph(ds).num_edges)  # cheap graphs first
+run_order = sorted(available, key=lambda ds: load_graph(ds).num_edges)  # cheap graphs first
 
 # %% [markdown]
 # ### Configurations where the NSD authors publish none
@@ -127,35 +130,30 @@ run_order = sorted(available, key=lambda ds: proto.load_graph(ds).num_edges)  # 
 # The selection runs on those splits are reused by the table.
 
 # %%
-candidates = proto.candidate_specs(run_order, SELECT_MODEL, SELECT_SPLITS, TRAIN, MODEL_DEFAULTS, CONFIGS)
-selection_runs = run_experiments([s for c in candidates.values() for s in c], cache, data_loader=proto.load_graph)
-CONFIGS, selection = proto.choose_candidates(selection_runs, candidates, CONFIGS)
+candidates = protocol.candidate_specs(run_order, SELECT_MODEL, SELECT_SPLITS)
+selection_runs = run_experiments([s for c in candidates.values() for s in c], cache, data_loader=load_graph)
+protocol, selection = protocol.choose(selection_runs, candidates)  # the table uses the chosen configurations
 if len(selection):
-    shown = selection.assign(chosen=selection.chosen.map({True: "yes", False: ""}))
-    shown = shown[["dataset", "label", "val_mean", "val_std", "chosen"]].rename(columns={
-        "dataset": "Dataset", "label": "Change to the base configuration", "val_mean": "Val. acc.",
-        "val_std": "Std", "chosen": "Chosen"})  # fmt: skip
-    rep.table(selection, "nsd_config_selection", tex=shown, float_digits=1)
+    rep.table(selection, "nsd_config_selection", tex=tables.selection_display(selection), float_digits=1)
 selection
 
 # %% [markdown]
 # ### The table
 
 # %%
-specs = proto.table_specs(run_order, MODELS, SPLITS, TRAIN, MODEL_DEFAULTS, CONFIGS)
-results = run_experiments(specs, cache, data_loader=proto.load_graph)
-table = proto.accuracy_table(results)
+results = run_experiments(protocol.table_specs(run_order, MODELS, SPLITS), cache, data_loader=load_graph)
+table = tables.accuracy_table(results)
 table
 
 # %%
-rep.table(table, "nsd_accuracy", tex=proto.accuracy_display(table, available, MODELS, display_name), escape=False)
+rep.table(table, "nsd_accuracy", tex=tables.accuracy_display(table, available, MODELS, display_name), escape=False)
 
 # %% [markdown]
 # ## Accuracy against homophily
 # Each dataset's edge homophily (measured on our undirected graphs) against the test accuracy of every model.
 
 # %%
-homophily = {ds: graph_stats(proto.load_graph(ds))["edge_homophily"] for ds in available}
+homophily = {ds: graph_stats(load_graph(ds))["edge_homophily"] for ds in available}
 plot_df = table.assign(homophily=table.dataset.map(homophily), model_name=table.model.map(display_name))
 fig, ax = plt.subplots(figsize=figsize(0.75, 0.62))
 sns.lineplot(data=plot_df.sort_values("homophily"), x="homophily", y="mean", hue="model_name", style="model_name",
@@ -172,12 +170,9 @@ rep.figure(fig, "nsd_accuracy_vs_homophily")
 
 # %%
 depth_ds = [d for d in DEPTH_DATASETS if d in available or d not in missing]
-depth_results = run_experiments(
-    proto.depth_specs(depth_ds, DEPTH_MODELS, DEPTHS, DEPTH_SPLITS, TRAIN, MODEL_DEFAULTS, CONFIGS),
-    cache, data_loader=proto.load_graph,
-)
-depth_results["layers"] = proto.layers_of(depth_results)
-depth_summary = summarise(depth_results, by=("dataset", "model", "layers"))
+depth_results = run_experiments(protocol.depth_specs(depth_ds, DEPTH_MODELS, DEPTHS, DEPTH_SPLITS), cache,
+                                data_loader=load_graph)  # fmt: skip
+depth_summary = tables.depth_summary(depth_results)
 depth_summary["model_name"] = depth_summary.model.map(display_name)
 fig, axes = plt.subplots(1, len(depth_ds), figsize=figsize(1.0, 0.36), sharey=False, squeeze=False)
 for ax, ds in zip(axes[0], depth_ds):
@@ -202,13 +197,11 @@ rep.figure(fig, "nsd_depth")
 
 # %%
 sbm_results = run_experiments(
-    [spec for signal in SBM_FEATURE_SIGNALS for spec in proto.sbm_specs(
-        SBM_HOMOPHILY, SBM_MODELS, SBM_SPLITS, {**SBM_GRAPH, "feature_signal": signal}, TRAIN, MODEL_DEFAULTS)],
-    cache, data_loader=proto.load_graph,
+    [spec for signal in SBM_FEATURE_SIGNALS
+     for spec in protocol.sbm_specs(SBM_HOMOPHILY, SBM_MODELS, SBM_SPLITS, {**SBM_GRAPH, "feature_signal": signal})],
+    cache, data_loader=load_graph,
 )  # fmt: skip
-sbm_results["homophily"] = sbm_results.dataset.map(proto.homophily_of)
-sbm_results["signal"] = sbm_results.dataset.map(lambda name: proto.csbm_value(name, "feature_signal"))
-sbm_summary = summarise(sbm_results, by=("signal", "homophily", "model"))
+sbm_summary = tables.csbm_summary(sbm_results)
 sbm_summary["model_name"] = sbm_summary.model.map(display_name)
 signals = sorted(sbm_summary.signal.unique())
 fig, axes = plt.subplots(1, len(signals), figsize=figsize(1.0, 0.36), sharey=True, squeeze=False)
@@ -234,11 +227,8 @@ rep.figure(fig, "nsd_csbm_homophily")
 # whose maps barely connect the nodes); pure diffusion on one fixed sheaf lowers it (a unit test checks this).
 
 # %%
-energy = proto.energy_profiles(
-    proto.load_graph(ENERGY_DATASET),
-    {m: proto.resolve(ENERGY_DATASET, m, TRAIN, MODEL_DEFAULTS, CONFIGS) for m in proto.SHEAF_MODELS if m in MODELS},
-    split=0,
-)
+energy_runs = {m: protocol.resolve(ENERGY_DATASET, m) for m in SHEAF_MODELS if m in MODELS}
+energy = energy_profiles(load_graph(ENERGY_DATASET), energy_runs, split=0)
 energy["model_name"] = energy.model.map(display_name)
 fig, ax = plt.subplots(figsize=figsize(0.6, 0.7))
 sns.lineplot(data=energy, x="layer", y="rayleigh", hue="model_name", style="model_name", markers=True,
@@ -256,124 +246,30 @@ rep.figure(fig, "nsd_energy")
 # setting (depth) or the one whose worst point is highest (CSBM), whichever that is in this run.
 
 # %%
-depth_hom = {ds: graph_stats(proto.load_graph(ds))["edge_homophily"] for ds in depth_ds}
-depth_ends = proto.curve_ends(depth_summary, x="layers", by=("dataset", "model"))
-sbm_ends = proto.curve_ends(sbm_summary, x="homophily", by=("signal", "model")).set_index(["signal", "model"])
-print(depth_ends.round(1).to_string(index=False), sbm_ends.round(1).to_string(), sep="\n\n")
-
-
-def sheaf_pick(ends: pd.DataFrame, column: str) -> str:
-    """The sheaf type with the highest ``column`` among ``ends`` (indexed by model)."""
-    return ends[ends.index.isin(proto.SHEAF_MODELS)][column].idxmax()
-
-
-rep.macro("NsdDepthMin", min(DEPTHS))
-rep.macro("NsdDepthNext", sorted(DEPTHS)[-2])
-# Whether a deep model fails to fit its training set (optimisation) or fits it and fails to generalise
-train_fit = depth_results[depth_results.model.isin(proto.SHEAF_MODELS)].groupby(["layers", "dataset", "model"])
-train_fit = 100 * train_fit.train_acc.mean()
-rep.macro("NsdDepthDeepTrainMax", train_fit.loc[max(DEPTHS)].max(), 1)
-rep.macro("NsdDepthShallowTrainMin", train_fit.loc[min(DEPTHS)].min(), 1)
-for role, ds in {"Hetero": min(depth_ds, key=depth_hom.get), "Homo": max(depth_ds, key=depth_hom.get)}.items():
-    ends = depth_ends[depth_ends.dataset == ds].set_index("model")
-    top = sheaf_pick(ends, "last")
-    rep.macro(f"NsdDepth{role}Name", resolve_node_dataset(ds).display or ds)
-    rep.macro(f"NsdDepth{role}Homophily", depth_hom[ds], 2)
-    rep.macro(f"NsdDepth{role}GcnShallow", ends.loc["gcn", "first"], 1)
-    rep.macro(f"NsdDepth{role}GcnDeep", ends.loc["gcn", "last"], 1)
-    rep.macro(f"NsdDepth{role}SheafModel", display_name[top])
-    rep.macro(f"NsdDepth{role}SheafShallow", ends.loc[top, "first"], 1)
-    rep.macro(f"NsdDepth{role}SheafDeep", ends.loc[top, "last"], 1)
-    # one step shallower than the deepest: where GCN and the sheaf types part ways, if they do
-    at_next = depth_summary[(depth_summary.dataset == ds) & (depth_summary.layers == sorted(DEPTHS)[-2])]
-    at_next = at_next.set_index("model").test_mean
-    rep.macro(f"NsdDepth{role}GcnNext", at_next["gcn"], 1)
-    rep.macro(f"NsdDepth{role}SheafNextMin", at_next[at_next.index.isin(proto.SHEAF_MODELS)].min(), 1)
-    rep.macro(f"NsdDepth{role}SheafNextMax", at_next[at_next.index.isin(proto.SHEAF_MODELS)].max(), 1)
-
-for role, signal in {"Weak": signals[0], "Strong": signals[-1]}.items():
-    ends = sbm_ends.loc[signal]
-    top = sheaf_pick(ends, "worst")
-    curves = sbm_summary[sbm_summary.signal == signal].pivot(index="homophily", columns="model", values="test_mean")
-    best_sheaf = curves[[m for m in proto.SHEAF_MODELS if m in curves]].max(axis=1)
-    rep.macro(f"NsdCsbm{role}Signal", float(signal), 1)
-    rep.macro(f"NsdCsbm{role}GcnLow", ends.loc["gcn", "first"], 1)
-    rep.macro(f"NsdCsbm{role}GcnHigh", ends.loc["gcn", "last"], 1)
-    rep.macro(f"NsdCsbm{role}GcnWorst", ends.loc["gcn", "worst"], 1)
-    rep.macro(f"NsdCsbm{role}GcnWorstAt", ends.loc["gcn", "worst_x"], 1)
-    rep.macro(f"NsdCsbm{role}MlpMean", curves["mlp"].mean(), 1)
-    rep.macro(f"NsdCsbm{role}SheafModel", display_name[top])
-    rep.macro(f"NsdCsbm{role}SheafLow", ends.loc[top, "first"], 1)
-    rep.macro(f"NsdCsbm{role}SheafHigh", ends.loc[top, "last"], 1)
-    rep.macro(f"NsdCsbm{role}SheafWorst", ends.loc[top, "worst"], 1)
-    rep.macro(f"NsdCsbm{role}SheafWorstAt", ends.loc[top, "worst_x"], 1)
-    rep.macro(f"NsdCsbm{role}SheafOverGcn", int((best_sheaf > curves["gcn"]).sum()))
-rep.macro("NsdCsbmLevels", len(SBM_HOMOPHILY))
-quotients = energy.pivot(index="layer", columns="model", values="rayleigh").sort_index()
-near_zero = energy[energy.rayleigh < 1e-6].groupby("model").layer.apply(list)
-rep.macro("NsdEnergyName", resolve_node_dataset(ENERGY_DATASET).display or ENERGY_DATASET)
-rep.macro("NsdEnergyModels", quotients.shape[1])
-rep.macro("NsdEnergyRises", int((quotients.iloc[-1] > quotients.iloc[0]).sum()))
-rep.macro("NsdEnergyFirstMax", quotients.iloc[0].max(), 3)
-rep.macro("NsdEnergyLastMin", quotients.iloc[-1].min(), 2)
-rep.macro("NsdEnergyLastMax", quotients.iloc[-1].max(), 2)
-rep.macro("NsdEnergyNearZero", Latex("; ".join(
-    f"{latex_escape(display_name[m])} at point{'s' if len(ls) > 1 else ''} {', '.join(map(str, ls))}"
-    for m, ls in near_zero.items()) or "none"))  # fmt: skip
-quotients
+depth_hom = {ds: graph_stats(load_graph(ds))["edge_homophily"] for ds in depth_ds}
+depth_ends = tables.curve_ends(depth_summary, x="layers", by=("dataset", "model"))
+sbm_ends = tables.curve_ends(sbm_summary, x="homophily", by=("signal", "model"))
+print(depth_ends.round(1).to_string(index=False), sbm_ends.round(1).to_string(index=False), sep="\n\n")
+sweeps = {**depth_numbers(depth_results, depth_hom), **csbm_numbers(sbm_results),
+          **energy_numbers(energy, ENERGY_DATASET)}  # fmt: skip
+pd.Series(sweeps, name="quoted")
 
 # %% [markdown]
 # ## Numbers quoted in the paper
+# Our best sheaf type per dataset against the paper's best, each sheaf row and each baseline row against its
+# published number, and the numbers the text quotes (`mmsheaf.nsd.numbers`: one function per part of the
+# study, every macro name written there), written with the sweeps' numbers in one go.
 
 # %%
-sheaf_rows = table[table.model.isin(proto.SHEAF_MODELS)]
-checks = []
-for ds in available:
-    ours = sheaf_rows[sheaf_rows.dataset == ds]
-    ref = best_sheaf_result(ds)
-    best = ours.loc[ours["mean"].idxmax()] if len(ours) else None
-    if best is not None and ref is not None:
-        checks.append({"dataset": ds, "ours": best["mean"], "paper": ref[0], "paper_std": ref[1],
-                       "meets": best["mean"] >= ref[0] - ref[1]})
-checks = pd.DataFrame(checks, columns=["dataset", "ours", "paper", "paper_std", "meets"])
-print(checks)
-baseline_best = table[~table.model.isin(proto.SHEAF_MODELS)].groupby("dataset")["mean"].max()
-sheaf_best = sheaf_rows.groupby("dataset")["mean"].max()
-wins = int((sheaf_best > baseline_best.reindex(sheaf_best.index)).sum())
-rep.macro("NsdNumDatasets", len(available))
-rep.macro("NsdNumSplits", len(SPLITS))
-rep.macro("NsdSheafWins", wins)
-rep.macro("NsdMeetsPaper", int(checks.meets.sum()))
-rep.macro("NsdComparable", len(checks))
-rep.macro("NsdShortOfPaper", Latex(", ".join(latex_escape(d) for d in checks[~checks.meets].dataset) or "none"))
-rows_vs_paper = proto.rows_against_paper(table)
-print(rows_vs_paper.round(2).to_string(index=False))
-short_rows = rows_vs_paper[~rows_vs_paper.within]
-rep.macro("NsdRowsCompared", len(rows_vs_paper))
-rep.macro("NsdRowsWithin", int(rows_vs_paper.within.sum()))
-
-
-def row_note(r) -> str:
-    """One short row for the text: model, dataset, our mean against the published mean ± std."""
-    ds = latex_escape(resolve_node_dataset(r.dataset).display or r.dataset)
-    published = f"{r.paper:.1f}$\\pm${r.paper_std:.1f}"
-    return f"{latex_escape(display_name[r.model])} on {ds}: {r.ours:.1f} against {published}"
-
-
-rep.macro("NsdRowsShort", Latex("; ".join(row_note(r) for r in short_rows.itertuples()) or "none"))
+print(tables.paper_checks(table, available).to_string(index=False))
+print(tables.rows_against_paper(table).round(2).to_string(index=False))
 # The baselines run with their own papers' defaults, untuned; the published rows are tuned runs from
 # earlier work, so the gaps go both ways
-baseline_rows = proto.rows_against_paper(table, models=[m for m in MODELS if m not in proto.SHEAF_MODELS])
-print(baseline_rows.round(2).to_string(index=False))
-rep.macro("NsdBaselineRows", len(baseline_rows))
-rep.macro("NsdBaselineBelow", int((baseline_rows.gap < -baseline_rows.paper_std).sum()))
-rep.macro("NsdBaselineAbove", int((baseline_rows.gap > baseline_rows.paper_std).sum()))
-rep.macro("NsdBaselineMostBelow", Latex(row_note(baseline_rows.loc[baseline_rows.gap.idxmin()])))
-rep.macro("NsdBaselineMostAbove", Latex(row_note(baseline_rows.loc[baseline_rows.gap.idxmax()])))
-rep.macro("NsdMissing", Latex(", ".join(latex_escape(d) for d in missing) or "none"))
-rep.macro("NsdRuns", len({*selection_runs.key, *results.key, *depth_results.key, *sbm_results.key}))
-rep.macro("NsdSelected", Latex(", ".join(latex_escape(d) for d in selection.dataset.unique()) or "none"))
-rep.macro("NsdDepthMax", max(DEPTHS))
+baselines = [m for m in MODELS if m not in SHEAF_MODELS]
+print(tables.rows_against_paper(table, models=baselines).round(2).to_string(index=False))
+quoted = {**sweeps, **accuracy_numbers(table, available),
+          **run_numbers([selection_runs, results, depth_results, sbm_results], selection, missing)}  # fmt: skip
+rep.macros(quoted)
 rep.runs([cache.folder.name], [*selection_runs.key, *results.key, *depth_results.key, *sbm_results.key])
 rep.close()
 

@@ -1,4 +1,5 @@
-"""Tests of the baseline node classifiers (mmsheaf.nsd.baselines) and the model registry (mmsheaf.nsd.registry)."""
+"""Tests of the baseline node classifiers (mmsheaf.nsd.baselines), their configurations
+(mmsheaf.nsd.baseline_configs) and the model registry (mmsheaf.nsd.registry)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 import torch
 from torch_geometric.utils import to_dense_adj
 
-from mmsheaf.nsd import baselines
 from mmsheaf.data import CSBMConfig, contextual_sbm
+from mmsheaf.nsd import baseline_configs, baselines
 from mmsheaf.nsd.registry import (
     NODE_MODELS,
     build_node_model,
@@ -170,13 +171,13 @@ def test_gpr_propagation_matches_dense_formula_and_ppr_init() -> None:
 @pytest.mark.parametrize(
     ("config_cls", "kwargs"),
     [
-        (baselines.MLPConfig, {"layers": 0}),
-        (baselines.GCNConfig, {"dropout": 1.0}),
-        (baselines.GATConfig, {"heads": 0}),
-        (baselines.SAGEConfig, {"aggr": "median"}),
-        (baselines.GCNIIConfig, {"alpha": 1.5}),
-        (baselines.GPRGNNConfig, {"init": "nope"}),
-        (baselines.GPRGNNConfig, {"K": 0}),
+        (baseline_configs.MLPConfig, {"layers": 0}),
+        (baseline_configs.GCNConfig, {"dropout": 1.0}),
+        (baseline_configs.GATConfig, {"heads": 0}),
+        (baseline_configs.SAGEConfig, {"aggr": "median"}),
+        (baseline_configs.GCNIIConfig, {"alpha": 1.5}),
+        (baseline_configs.GPRGNNConfig, {"init": "nope"}),
+        (baseline_configs.GPRGNNConfig, {"K": 0}),
     ],
 )
 def test_configs_reject_bad_values(config_cls, kwargs) -> None:
@@ -186,7 +187,7 @@ def test_configs_reject_bad_values(config_cls, kwargs) -> None:
 
 def test_configs_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
-        baselines.GCNConfig().layers = 3  # type: ignore[misc]
+        baseline_configs.GCNConfig().layers = 3  # type: ignore[misc]
 
 
 # ----------------------------------------------------------------------------------------------- registry
@@ -220,7 +221,7 @@ def test_unknown_hyperparameter_lists_the_valid_keys() -> None:
 
 def test_hyperparameters_reach_the_config() -> None:
     model = build_node_model("gat", 5, 3, heads=3, hidden_channels=4, layers=3)
-    assert model.config == baselines.GATConfig(heads=3, hidden_channels=4, layers=3)
+    assert model.config == baseline_configs.GATConfig(heads=3, hidden_channels=4, layers=3)
     assert node_model_config("gcnii", alpha=0.3).alpha == 0.3
 
 
@@ -263,7 +264,7 @@ def test_sparse_operator_matches_pyg_on_edge_index(name):
         ref = GCN2Conv(6, alpha=conv.alpha, theta=0.5, layer=1).double()
         ref.load_state_dict(conv.state_dict())
         expected = ref(h, h, data.edge_index)
-        from mmsheaf.nsd.baselines import gcn_adjacency
+        from mmsheaf.sheaf.operators import gcn_adjacency
 
         got = conv(h, h, gcn_adjacency(data.edge_index, data.num_nodes, dtype=torch.float64))
     torch.testing.assert_close(got, expected)

@@ -1,4 +1,5 @@
-"""Tests of the resumable experiment runner (mmsheaf.nsd.runs)."""
+"""Tests of the resumable experiment runner (mmsheaf.nsd.runs), the NSD protocol (mmsheaf.nsd.protocol) and its
+graphs (mmsheaf.nsd.graphs)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mmsheaf.nsd import protocol as nsd_protocol
-from mmsheaf.nsd import runs as nsd_runs
 from mmsheaf.data import CSBMConfig, contextual_sbm
+from mmsheaf.nsd import graphs as nsd_graphs
+from mmsheaf.nsd import runs as nsd_runs
+from mmsheaf.nsd.protocol import Candidate, DatasetConfig, NsdProtocol
 from mmsheaf.nsd.runs import ExperimentSpec, run_experiments, summarise
 from mmsheaf.runs.cache import RunCache
 from mmsheaf.nsd.train import TrainConfig, TrainResult
@@ -270,10 +272,10 @@ def test_nsd_protocol_normalises_real_features_like_nsd(tmp_path, monkeypatch):
 
     raw = contextual_sbm(CSBMConfig(num_nodes=30, num_classes=3, mean_degree=4.0, num_features=4, seed=2))
     raw.x = raw.x.abs() + 0.1
-    monkeypatch.setattr(nsd_protocol, "load_node_dataset", lambda name: raw.clone())
-    data = nsd_protocol.load_graph("texas")
+    monkeypatch.setattr(nsd_graphs, "load_node_dataset", lambda name: raw.clone())
+    data = nsd_graphs.load_graph("texas")
     torch.testing.assert_close(data.x.sum(1), torch.ones(30))
-    sbm = nsd_protocol.load_graph(nsd_protocol.csbm_name(0.3, num_nodes=30, num_classes=3, num_features=4, mean_degree=4.0))
+    sbm = nsd_graphs.load_graph(nsd_graphs.csbm_name(0.3, num_nodes=30, num_classes=3, num_features=4, mean_degree=4.0))
     assert (sbm.x < 0).any(), "Gaussian CSBM features are not row-normalised"
 
 
@@ -289,13 +291,13 @@ def test_featureless_nodes_leave_every_split_from_data_version_2(monkeypatch):
     raw.x[[3, 17]] = 0.0
     raw.train_mask = torch.ones(30, 2, dtype=torch.bool)
     raw.val_mask = raw.test_mask = torch.ones(30, 2, dtype=torch.bool)
-    monkeypatch.setattr(nsd_protocol, "load_node_dataset", lambda name: raw.clone())
-    cite, texas = nsd_protocol.load_graph("citeseer"), nsd_protocol.load_graph("texas")
+    monkeypatch.setattr(nsd_graphs, "load_node_dataset", lambda name: raw.clone())
+    cite, texas = nsd_graphs.load_graph("citeseer"), nsd_graphs.load_graph("texas")
     for mask in (cite.train_mask, cite.val_mask, cite.test_mask):
         assert mask.shape == (30, 2) and (~mask).nonzero()[:, 0].unique().tolist() == [3, 17]
     assert texas.train_mask.all() and texas.test_mask.all()
 
-    specs = nsd_protocol.table_specs(["texas", "citeseer"], ["gcn"], [0], {}, {})
+    specs = NsdProtocol.from_params({}, {}).table_specs(["texas", "citeseer"], ["gcn"], [0])
     assert [s.data_version for s in specs] == [1, 2]
     plain = ExperimentSpec("texas", "gcn", 0, {})
     assert specs[0].key() == plain.key() and "data_version" not in plain.describe()
@@ -307,23 +309,59 @@ def test_featureless_nodes_leave_every_split_from_data_version_2(monkeypatch):
 
 
 def test_nsd_protocol_dataset_train_block_applies_to_sheaf_models_only():
-
-    configs = {"texas": {"train": {"lr": 0.02}, "sheaf": {"d": 3}}}
-    hp_s, cfg_s = nsd_protocol.resolve("texas", "orth-nsd", {"lr": 0.01}, {}, configs)
-    hp_b, cfg_b = nsd_protocol.resolve("texas", "gcn", {"lr": 0.01}, {}, configs)
+    protocol = NsdProtocol.from_params({"lr": 0.01}, {}, {"texas": {"train": {"lr": 0.02}, "sheaf": {"d": 3}}})
+    hp_s, cfg_s = protocol.resolve("texas", "orth-nsd")
+    hp_b, cfg_b = protocol.resolve("texas", "gcn")
     assert (cfg_s.lr, hp_s["d"]) == (0.02, 3)
     assert cfg_b.lr == 0.01 and "d" not in hp_b
 
 
-def test_config_candidates_are_chosen_on_validation_accuracy_only():
-    proto = nsd_protocol
+def test_nsd_protocol_merges_defaults_sheaf_block_model_block_and_override_in_that_order():
+    protocol = NsdProtocol.from_params(
+        {"epochs": 5}, {"diag-nsd": {"d": 2, "layers": 2, "hidden_channels": 8}, "gcn": {"layers": 2}},
+        {"texas": {"sheaf": {"d": 3, "layers": 3}, "diag-nsd": {"layers": 4}, "gcn": {"hidden_channels": 16}}},
+    )  # fmt: skip
+    assert protocol.resolve("texas", "diag-nsd")[0] == {"d": 3, "layers": 4, "hidden_channels": 8}
+    assert protocol.resolve("texas", "orth-nsd")[0] == {"d": 3, "layers": 3}
+    assert protocol.resolve("texas", "gcn")[0] == {"layers": 2, "hidden_channels": 16}
+    assert protocol.resolve("texas", "DIAG-NSD", layers=16)[0]["layers"] == 16  # the depth sweep's override
+    assert protocol.resolve("cora", "diag-nsd") == ({"d": 2, "layers": 2, "hidden_channels": 8}, protocol.train)
+    # the same settings written another way give the same runs
+    spelled = NsdProtocol(protocol.train, {"DIAG-NSD": {"hidden_channels": 8, "layers": 2, "d": 2}},
+                          {"texas": DatasetConfig(sheaf={"layers": 3, "d": 3}, models={"diag-nsd": {"layers": 4}})})
+    keys = [s.key() for s in protocol.table_specs(["texas", "cora"], ["diag-nsd"], [0, 1])]
+    assert keys == [s.key() for s in spelled.table_specs(["texas", "cora"], ["diag-nsd"], [0, 1])]
+    depth = protocol.depth_specs(["texas"], ["gcn", "diag-nsd"], [2, 8], [0])
+    assert [(s.model, s.hparams["layers"]) for s in depth] == [("gcn", 2), ("diag-nsd", 2), ("gcn", 8), ("diag-nsd", 8)]
 
+
+def test_nsd_protocol_rejects_unknown_settings_and_says_what_to_use():
+    with pytest.raises(ValueError, match="CONFIGS\\['texas'\\] has unknown keys \\['sheaves'\\]: use candidates, sheaf"):
+        NsdProtocol.from_params({}, {}, {"texas": {"sheaves": {}}})
+    with pytest.raises(ValueError, match="TRAIN has unknown training settings \\['learning_rate'\\]"):
+        NsdProtocol.from_params({"learning_rate": 0.1}, {})
+    with pytest.raises(ValueError, match="train block has unknown training settings"):
+        NsdProtocol.from_params({}, {}, {"texas": {"train": {"layers": 2}}})
+    with pytest.raises(ValueError, match="MODEL_DEFAULTS names the unknown model 'gcn2'"):
+        NsdProtocol.from_params({}, {"gcn2": {}})
+    with pytest.raises(ValueError, match="may only set sheaf and train"):
+        NsdProtocol.from_params({}, {}, {"texas": {"candidates": [{"gcn": {}}]}})
+    protocol = NsdProtocol.from_params({}, {})
+    with pytest.raises(AttributeError):
+        protocol.train = None  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        protocol.model_defaults["gcn"] = {}  # type: ignore[index]
+
+
+def test_config_candidates_are_chosen_on_validation_accuracy_only():
     configs = {
         "texas": {"source": "ours", "sheaf": {"d": 2, "layers": 2}, "train": {"lr": 0.01},
                   "candidates": [{}, {"sheaf": {"layers": 3}}, {"train": {"lr": 0.02}}]},
         "cora": {"sheaf": {"d": 3}},
     }  # fmt: skip
-    cands = proto.candidate_specs(["texas", "cora"], "diag-nsd", [0, 1], {"epochs": 5}, {}, configs)
+    protocol = NsdProtocol.from_params({"epochs": 5}, {}, configs)
+    assert protocol.dataset("texas").candidates[1] == Candidate(sheaf={"layers": 3})
+    cands = protocol.candidate_specs(["texas", "cora"], "diag-nsd", [0, 1])
     assert sorted(cands) == [("texas", 0), ("texas", 1), ("texas", 2)]
     assert dict(cands[("texas", 1)][0].model_hparams) == {"d": 2, "layers": 3}
     assert cands[("texas", 2)][1].train.lr == 0.02 and cands[("texas", 2)][1].split == 1
@@ -331,19 +369,27 @@ def test_config_candidates_are_chosen_on_validation_accuracy_only():
     val = {0: [0.5, 0.6], 1: [0.7, 0.7], 2: [0.6, 0.6]}
     rows = [{"key": s.key(), "val_acc": val[i][j], "test_acc": 0.99 if i == 2 else 0.1}
             for (_, i), specs in cands.items() for j, s in enumerate(specs)]  # fmt: skip
-    chosen, table = proto.choose_candidates(pd.DataFrame(rows), cands, configs)
+    chosen, table = protocol.choose(pd.DataFrame(rows), cands)
     assert table.chosen.tolist() == [False, True, False]
     assert table.label.tolist() == ["base", "layers=3", "lr=0.02"]
+    assert table.changes.tolist() == ["{}", '{"sheaf": {"layers": 3}}', '{"train": {"lr": 0.02}}']
     assert table.val_mean.tolist() == pytest.approx([55.0, 70.0, 60.0])
-    assert chosen["texas"]["sheaf"] == {"d": 2, "layers": 3} and chosen["texas"]["train"] == {"lr": 0.01}
-    assert "candidates" not in chosen["texas"] and "candidate 1 of 3" in chosen["texas"]["source"]
-    assert chosen["cora"] == configs["cora"] and "candidates" in configs["texas"]  # the input is not modified
-    table_spec = proto.table_specs(["texas"], ["diag-nsd"], [0], {"epochs": 5}, {}, chosen)[0]
+    texas = chosen.dataset("texas")
+    assert texas.sheaf == {"d": 2, "layers": 3} and texas.train == {"lr": 0.01} and texas.candidates == ()
+    assert texas.source == "ours; candidate 1 of 3, chosen on validation accuracy"
+    assert chosen.dataset("cora") == protocol.dataset("cora")
+    assert len(protocol.dataset("texas").candidates) == 3  # the protocol chosen from is not modified
+    table_spec = chosen.table_specs(["texas"], ["diag-nsd"], [0])[0]
     assert table_spec.key() == cands[("texas", 1)][0].key()  # the table reuses the selection's runs
     with pytest.raises(ValueError, match="no result"):
-        proto.choose_candidates(pd.DataFrame(rows[:2]), cands, configs)
-    with pytest.raises(ValueError, match="may only set sheaf and train"):
-        proto.candidate_specs(["texas"], "diag-nsd", [0], {}, {}, {"texas": {"candidates": [{"gcn": {}}]}})
+        protocol.choose(pd.DataFrame(rows[:2]), cands)
+
+
+def test_sbm_specs_use_the_shared_settings_only():
+    protocol = NsdProtocol.from_params({"epochs": 5}, {"gcn": {"layers": 3}}, {"texas": {"gcn": {"layers": 9}}})
+    specs = protocol.sbm_specs([0.1, 0.9], ["gcn"], [0, 1], {"num_nodes": 30, "feature_signal": 2.0})
+    assert [(nsd_graphs.homophily_of(s.dataset), s.split) for s in specs] == [(0.1, 0), (0.1, 1), (0.9, 0), (0.9, 1)]
+    assert {s.hparams["layers"] for s in specs} == {3} and {s.train.epochs for s in specs} == {5}
 
 
 def test_a_result_another_process_finished_meanwhile_is_read_not_rerun(
@@ -367,42 +413,8 @@ def test_a_result_another_process_finished_meanwhile_is_read_not_rerun(
     assert df["test_acc"].iloc[1] == pytest.approx(0.99)
 
 
-def test_curve_ends_quotes_the_ends_and_extremes_of_each_curve() -> None:
-    from mmsheaf.nsd.protocol import curve_ends
-
-    # two curves given out of order; curve b ties its best at 4 and 8 layers (the smaller depth is quoted)
-    summary = pd.DataFrame({
-        "dataset": ["a", "a", "a", "b", "b", "b"], "model": ["gcn"] * 6, "layers": [8, 2, 4, 4, 8, 2],
-        "test_mean": [10.0, 30.0, 20.0, 50.0, 50.0, 5.0],
-    })  # fmt: skip
-    ends = curve_ends(summary, x="layers", by=("dataset", "model")).set_index("dataset")
-    assert ends.loc["a", ["first_x", "first", "last_x", "last"]].tolist() == [2, 30.0, 8, 10.0]
-    assert ends.loc["a", ["worst_x", "worst", "best_x", "best"]].tolist() == [8, 10.0, 2, 30.0]
-    assert ends.loc["b", ["first", "last", "worst_x", "best_x", "best"]].tolist() == [5.0, 50.0, 2, 4, 50.0]
-    one = curve_ends(summary[summary.dataset == "b"], x="layers", by=["model"])
-    assert list(one.columns[:1]) == ["model"] and one["best_x"].item() == 4
-    with pytest.raises(ValueError, match="lacks the columns"):
-        curve_ends(summary, x="homophily", by=["model"])
-
-
-def test_rows_against_paper_compares_each_sheaf_row_with_its_published_number() -> None:
-    from mmsheaf.nsd.protocol import rows_against_paper
-
-    table = pd.DataFrame({
-        "dataset": ["texas", "texas", "texas", "cornell"], "model": ["diag-nsd", "gen-nsd", "gcn", "diag-nsd"],
-        "mean": [85.0, 80.0, 60.0, 70.0], "std": [5.0, 5.0, 5.0, 5.0], "n_splits": [10] * 4,
-        "paper_mean": [85.95, 82.97, 55.14, None], "paper_std": [5.51, 2.41, 5.16, None],
-    })  # fmt: skip
-    rows = rows_against_paper(table)
-    # the GCN row is no sheaf row, and cornell has no published number
-    assert rows[["dataset", "model"]].values.tolist() == [["texas", "diag-nsd"], ["texas", "gen-nsd"]]
-    assert rows.within.tolist() == [True, False]  # 85.0 >= 85.95 - 5.51; 80.0 < 82.97 - 2.41
-    assert rows.gap.round(2).tolist() == [-0.95, -2.97]
-    assert rows_against_paper(table, models=["gcn"]).within.tolist() == [True]
-
-
 def test_csbm_names_carry_every_field_of_the_graph() -> None:
-    from mmsheaf.nsd.protocol import csbm_name, csbm_value, homophily_of
+    from mmsheaf.nsd.graphs import csbm_name, csbm_value, homophily_of
 
     name = csbm_name(0.3, num_nodes=200, feature_signal=2.0)
     assert homophily_of(name) == 0.3 and csbm_value(name, "feature_signal") == 2.0

@@ -9,8 +9,9 @@ Every model has the same interface, so the registry (:mod:`mmsheaf.nsd.registry`
     logits = model(x, edge_index)          # raw logits (N, C); apply softmax / cross-entropy outside
     model.reset_parameters()               # fresh initialisation from the global torch RNG
 
-Each model is configured by a frozen dataclass (validated on construction, ``ValueError`` on bad values) that
-shares ``hidden_channels``, ``layers``, ``dropout`` and ``input_dropout`` and adds the model's own knobs.
+Each model is configured by a frozen dataclass of :mod:`mmsheaf.nsd.baseline_configs` (validated on
+construction, ``ValueError`` on bad values) that shares ``hidden_channels``, ``layers``, ``dropout`` and
+``input_dropout`` and adds the model's own knobs.
 Every model works for any depth ``layers >= 1`` (depth sweeps go to 32 layers). Message passing uses PyG's
 layers (:class:`~torch_geometric.nn.conv.GCNConv`, :class:`~torch_geometric.nn.conv.GATConv`,
 :class:`~torch_geometric.nn.conv.SAGEConv`, :class:`~torch_geometric.nn.conv.GCN2Conv`) on plain
@@ -22,11 +23,8 @@ Nothing needs ``torch-sparse`` or ``pyg-lib``.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from itertools import pairwise
-from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -35,212 +33,19 @@ from torch_geometric.nn import GATConv, GCN2Conv, GCNConv, MessagePassing, SAGEC
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from ..sheaf.operators import OperatorCache, csr_adjacency, gcn_adjacency, gcn_adjacency_with_loops
-
-__all__ = [
-    "GAT",
-    "GCN",
-    "GCNII",
-    "GPRGNN",
-    "MLP",
-    "GATConfig",
-    "GCNConfig",
-    "GCNIIConfig",
-    "GPRGNNConfig",
-    "GPRProp",
-    "GraphSAGE",
-    "MLPConfig",
-    "SAGEConfig",
-]
-
-
-# ----------------------------------------------------------------------------------------------- configs
-def _validate(name: str, checks: list[tuple[bool, str]]) -> None:
-    """Raise one ``ValueError`` naming the config and the first failed check."""
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(f"{name}: {message}.")
-
-
-def _probability(value: float) -> bool:
-    return 0.0 <= value < 1.0
-
-
-@dataclass(frozen=True)
-class BaselineConfig:
-    """Fields shared by every baseline (validated on construction).
-
-    Args:
-        hidden_channels: Width of the hidden representations.
-        layers: Depth (``>= 1``); what counts as a layer is stated by each model.
-        dropout: Dropout probability on hidden representations, in :math:`[0, 1)`.
-        input_dropout: Dropout probability on the input features, in :math:`[0, 1)`.
-    """
-
-    hidden_channels: int = 64
-    layers: int = 2
-    dropout: float = 0.5
-    input_dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        _validate(type(self).__name__, self._checks())
-
-    def _checks(self) -> list[tuple[bool, str]]:
-        return [
-            (self.hidden_channels >= 1, f"hidden_channels must be >= 1, got {self.hidden_channels}"),
-            (self.layers >= 1, f"layers must be >= 1, got {self.layers}"),
-            (_probability(self.dropout), f"dropout must lie in [0, 1), got {self.dropout}"),
-            (_probability(self.input_dropout), f"input_dropout must lie in [0, 1), got {self.input_dropout}"),
-        ]
-
-
-@dataclass(frozen=True)
-class MLPConfig(BaselineConfig):
-    """Configuration of :class:`MLP`: ``layers`` linear layers (``layers = 1`` is logistic regression)."""
-
-
-@dataclass(frozen=True)
-class GCNConfig(BaselineConfig):
-    """Configuration of :class:`GCN`: ``layers`` graph convolutions.
-
-    Args:
-        add_self_loops: Add self-loops before normalising (the renormalisation trick of Kipf & Welling).
-        improved: Self-loops of weight 2 (:math:`\\hat{A} = A + 2I`).
-    """
-
-    add_self_loops: bool = True
-    improved: bool = False
-
-
-@dataclass(frozen=True)
-class GATConfig(BaselineConfig):
-    """Configuration of :class:`GAT`: ``layers`` attention layers (defaults of the GAT paper on Cora).
-
-    Args:
-        hidden_channels: Width of each head in the hidden layers (the hidden representation has
-            ``heads * hidden_channels`` features).
-        heads: Attention heads of the hidden layers (concatenated).
-        output_heads: Attention heads of the last layer (averaged).
-        attention_dropout: Dropout on the normalised attention coefficients.
-        negative_slope: Slope of the LeakyReLU inside the attention score.
-    """
-
-    hidden_channels: int = 8
-    dropout: float = 0.6
-    input_dropout: float = 0.6
-    heads: int = 8
-    output_heads: int = 1
-    attention_dropout: float = 0.6
-    negative_slope: float = 0.2
-
-    def _checks(self) -> list[tuple[bool, str]]:
-        return super()._checks() + [
-            (self.heads >= 1, f"heads must be >= 1, got {self.heads}"),
-            (self.output_heads >= 1, f"output_heads must be >= 1, got {self.output_heads}"),
-            (
-                _probability(self.attention_dropout),
-                f"attention_dropout must lie in [0, 1), got {self.attention_dropout}",
-            ),
-            (self.negative_slope >= 0.0, f"negative_slope must be >= 0, got {self.negative_slope}"),
-        ]
-
-
-SAGE_AGGREGATIONS: tuple[str, ...] = ("mean", "max", "sum")
-
-
-@dataclass(frozen=True)
-class SAGEConfig(BaselineConfig):
-    """Configuration of :class:`GraphSAGE`: ``layers`` SAGE convolutions.
-
-    Args:
-        aggr: Neighbourhood aggregation, one of :data:`SAGE_AGGREGATIONS`.
-        normalize: :math:`\\ell_2`-normalise the output of every hidden layer (as in the GraphSAGE paper).
-    """
-
-    aggr: str = "mean"
-    normalize: bool = False
-
-    def _checks(self) -> list[tuple[bool, str]]:
-        return super()._checks() + [
-            (self.aggr in SAGE_AGGREGATIONS, f"aggr must be one of {SAGE_AGGREGATIONS}, got {self.aggr!r}"),
-        ]
-
-
-@dataclass(frozen=True)
-class GCNIIConfig(BaselineConfig):
-    """Configuration of :class:`GCNII`: ``layers`` GCNII convolutions between input and output linear layers.
-
-    Args:
-        alpha: Strength :math:`\\alpha` of the initial residual, in :math:`[0, 1]`.
-        theta: :math:`\\lambda` of the identity mapping, :math:`\\beta_\\ell = \\log(\\lambda / \\ell + 1)`.
-        shared_weights: One weight matrix for the propagated and the initial representation (GCNII);
-            ``False`` gives two (GCNII*).
-    """
-
-    layers: int = 8
-    dropout: float = 0.6
-    input_dropout: float = 0.6
-    alpha: float = 0.1
-    theta: float = 0.5
-    shared_weights: bool = True
-
-    def _checks(self) -> list[tuple[bool, str]]:
-        return super()._checks() + [
-            (0.0 <= self.alpha <= 1.0, f"alpha must lie in [0, 1], got {self.alpha}"),
-            (self.theta > 0.0, f"theta must be > 0, got {self.theta}"),
-        ]
-
-
-def _ppr_coefficients(K: int, alpha: float) -> Tensor:
-    """PPR initialisation of GPRGNN.
-
-    :math:`\\gamma_k = \\alpha (1 - \\alpha)^k` for :math:`k < K` and :math:`\\gamma_K = (1 - \\alpha)^K`.
-    """
-    gamma = alpha * (1.0 - alpha) ** torch.arange(K + 1, dtype=torch.float64)
-    gamma[-1] = (1.0 - alpha) ** K
-    return gamma
-
-
-def _random_coefficients(K: int, alpha: float) -> Tensor:
-    """Random initialisation of GPRGNN: uniform in :math:`\\pm\\sqrt{3 / (K + 1)}`, scaled to unit l1 norm."""
-    bound = math.sqrt(3.0 / (K + 1))
-    gamma = torch.empty(K + 1, dtype=torch.float64).uniform_(-bound, bound)
-    return gamma / gamma.abs().sum().clamp_min(1e-12)
-
-
-GPR_INITS: Mapping[str, Callable[[int, float], Tensor]] = MappingProxyType(
-    {"ppr": _ppr_coefficients, "random": _random_coefficients}
+from .baseline_configs import (
+    GPR_INITS,
+    GATConfig,
+    GCNConfig,
+    GCNIIConfig,
+    GPRGNNConfig,
+    MLPConfig,
+    SAGEConfig,
 )
-"""Initialisations of the GPRGNN coefficients :math:`\\gamma_k` (name -> function of ``(K, alpha)``)."""
+
+__all__ = ["GAT", "GCN", "GCNII", "GPRGNN", "MLP", "GPRProp", "GraphSAGE"]
 
 
-@dataclass(frozen=True)
-class GPRGNNConfig(BaselineConfig):
-    """Configuration of :class:`GPRGNN`: an MLP of ``layers`` linear layers, then ``K`` propagation steps.
-
-    Args:
-        K: Number of propagation steps (``>= 1``).
-        alpha: Teleport probability of the PPR initialisation, in :math:`(0, 1]`.
-        init: Initialisation of the coefficients, a key of :data:`GPR_INITS`.
-        dprate: Dropout on the MLP output, before the propagation.
-    """
-
-    dropout: float = 0.5
-    input_dropout: float = 0.5
-    K: int = 10
-    alpha: float = 0.1
-    init: str = "ppr"
-    dprate: float = 0.5
-
-    def _checks(self) -> list[tuple[bool, str]]:
-        return super()._checks() + [
-            (self.K >= 1, f"K must be >= 1, got {self.K}"),
-            (0.0 < self.alpha <= 1.0, f"alpha must lie in (0, 1], got {self.alpha}"),
-            (self.init in GPR_INITS, f"init must be one of {tuple(GPR_INITS)}, got {self.init!r}"),
-            (_probability(self.dprate), f"dprate must lie in [0, 1), got {self.dprate}"),
-        ]
-
-
-# ----------------------------------------------------------------------------------------------- models
 def _widths(in_channels: int, hidden: int, out_channels: int, layers: int) -> list[tuple[int, int]]:
     """``(in, out)`` of each of ``layers`` stacked layers: ``in -> hidden -> ... -> hidden -> out``."""
     dims = [in_channels] + [hidden] * (layers - 1) + [out_channels]
@@ -285,7 +90,7 @@ class MLP(_LayerStack):
     Args:
         in_channels: Input features :math:`F`.
         out_channels: Classes :math:`C`.
-        config: :class:`MLPConfig`.
+        config: :class:`~mmsheaf.nsd.baseline_configs.MLPConfig`.
 
     Shapes:
         - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)` (unused)
@@ -317,7 +122,7 @@ class GCN(_LayerStack):
     Args:
         in_channels: Input features :math:`F`.
         out_channels: Classes :math:`C`.
-        config: :class:`GCNConfig` (``layers`` graph convolutions).
+        config: :class:`~mmsheaf.nsd.baseline_configs.GCNConfig` (``layers`` graph convolutions).
 
     Shapes:
         - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)`
@@ -357,7 +162,7 @@ class GAT(_LayerStack):
     Args:
         in_channels: Input features :math:`F`.
         out_channels: Classes :math:`C`.
-        config: :class:`GATConfig` (``layers`` attention layers).
+        config: :class:`~mmsheaf.nsd.baseline_configs.GATConfig` (``layers`` attention layers).
 
     Shapes:
         - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)`
@@ -402,7 +207,7 @@ class GraphSAGE(_LayerStack):
     Args:
         in_channels: Input features :math:`F`.
         out_channels: Classes :math:`C`.
-        config: :class:`SAGEConfig` (``layers`` SAGE convolutions).
+        config: :class:`~mmsheaf.nsd.baseline_configs.SAGEConfig` (``layers`` SAGE convolutions).
 
     Shapes:
         - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)`
@@ -444,7 +249,8 @@ class GCNII(nn.Module):
     Args:
         in_channels: Input features :math:`F`.
         out_channels: Classes :math:`C`.
-        config: :class:`GCNIIConfig` (``layers`` = number of GCNII convolutions).
+        config: :class:`~mmsheaf.nsd.baseline_configs.GCNIIConfig` (``layers`` = number of GCNII
+            convolutions).
 
     Shapes:
         - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)`
@@ -491,13 +297,13 @@ class GPRProp(MessagePassing):
         \tilde{\mathbf{A}} = \tilde{\mathbf{D}}^{-1/2}(\mathbf{A} + \mathbf{I})\tilde{\mathbf{D}}^{-1/2}
 
     with learnable :math:`\gamma_0, \dots, \gamma_K` (attribute ``gamma``) initialised by
-    :data:`GPR_INITS` ``[init]``. The normalisation is PyG's
+    :data:`~mmsheaf.nsd.baseline_configs.GPR_INITS` ``[init]``. The normalisation is PyG's
     :func:`~torch_geometric.nn.conv.gcn_conv.gcn_norm`.
 
     Args:
         K: Propagation steps.
         alpha: Teleport probability of the PPR initialisation.
-        init: A key of :data:`GPR_INITS`.
+        init: A key of :data:`~mmsheaf.nsd.baseline_configs.GPR_INITS`.
 
     Shapes:
         - **input:** node features :math:`(N, C)`, edge indices :math:`(2, |E|)`
@@ -546,7 +352,8 @@ class GPRGNN(nn.Module):
     Args:
         in_channels: Input features :math:`F`.
         out_channels: Classes :math:`C`.
-        config: :class:`GPRGNNConfig` (``layers`` = linear layers of the MLP; ``K`` propagation steps).
+        config: :class:`~mmsheaf.nsd.baseline_configs.GPRGNNConfig` (``layers`` = linear layers of the MLP;
+            ``K`` propagation steps).
 
     Shapes:
         - **input:** node features :math:`(N, F)`, edge indices :math:`(2, |E|)`

@@ -12,6 +12,9 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
+SHEAF_MODELS: tuple[str, ...] = ("diag-nsd", "orth-nsd", "gen-nsd")
+"""The three discrete sheaf types of Table 2 (the rows the study's sheaf models are compared with)."""
+
 _DATASETS = ("texas", "wisconsin", "film", "squirrel", "chameleon", "cornell-nsd", "citeseer", "pubmed", "cora")
 _TABLE = {
     "diag-nsd": "85.67 6.95 88.63 2.75 37.79 1.01 54.78 1.81 68.68 1.73 86.49 7.35 77.14 1.85 89.42 0.43 87.14 1.06",
@@ -51,5 +54,5 @@ def paper_result(dataset: str, model: str) -> tuple[float | None, float | None]:
 
 def best_sheaf_result(dataset: str) -> tuple[float, float] | None:
     """The best NSD mean of the three discrete sheaf types on ``dataset``, with its std."""
-    rows = [NSD_TABLE[(dataset, m)] for m in ("diag-nsd", "orth-nsd", "gen-nsd") if (dataset, m) in NSD_TABLE]
+    rows = [NSD_TABLE[(dataset, m)] for m in SHEAF_MODELS if (dataset, m) in NSD_TABLE]
     return max(rows) if rows else None

@@ -1,4 +1,5 @@
-"""The registry of node classifiers: baselines (:mod:`mmsheaf.nsd.baselines`) and sheaf models
+"""The registry of node classifiers: baselines (:mod:`mmsheaf.nsd.baselines`, configured by
+:mod:`mmsheaf.nsd.baseline_configs`) and sheaf models
 (:mod:`mmsheaf.sheaf.models`).
 
 .. code-block:: python
@@ -22,20 +23,8 @@ from typing import Any, Literal
 from torch import nn
 
 from ..sheaf.models import ContinuousNSD, ContinuousNSDConfig, DiscreteNSD, NSDConfig
-from .baselines import (
-    GAT,
-    GCN,
-    GCNII,
-    GPRGNN,
-    MLP,
-    GATConfig,
-    GCNConfig,
-    GCNIIConfig,
-    GPRGNNConfig,
-    GraphSAGE,
-    MLPConfig,
-    SAGEConfig,
-)
+from .baseline_configs import GATConfig, GCNConfig, GCNIIConfig, GPRGNNConfig, MLPConfig, SAGEConfig
+from .baselines import GAT, GCN, GCNII, GPRGNN, MLP, GraphSAGE
 
 __all__ = [
     "NODE_MODELS",

@@ -40,7 +40,7 @@ from .train import TrainConfig, TrainResult, train_node_classifier
 
 __all__ = ["SCHEMA", "ExperimentSpec", "run_experiments", "summarise"]
 
-SCHEMA = "mmsheaf.node-classification/2"  # 2: the NSD protocol row-normalises features (protocol.load_graph)
+SCHEMA = "mmsheaf.node-classification/2"  # 2: the NSD protocol row-normalises features (graphs.load_graph)
 """Version of the cached result format and of what a key covers; bump it to invalidate old results."""
 
 RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainResult))
@@ -75,7 +75,7 @@ class ExperimentSpec(KeyedSpec):
             anything runs.
         train: :class:`~mmsheaf.nsd.train.TrainConfig`.
         data_version: Version of the data preparation the ``data_loader`` applies to ``dataset`` (e.g.
-            :data:`mmsheaf.nsd.protocol.DATA_VERSIONS`). It enters the key only when it is not 1, so a change
+            :data:`mmsheaf.nsd.graphs.DATA_VERSIONS`). It enters the key only when it is not 1, so a change
             to one dataset's preparation recomputes that dataset's runs and keeps every other key.
     """
 
