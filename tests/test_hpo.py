@@ -1,4 +1,5 @@
-"""Tests of the Optuna hyperparameter search (mmsheaf.runs.hpo)."""
+"""Tests of the Optuna hyperparameter search (mmsheaf.runs.hpo, .space, .storage); interrupted trials and the
+budget's Optuna mechanisms are in test_hpo_budget.py."""
 
 from __future__ import annotations
 
@@ -15,20 +16,10 @@ import optuna
 import pandas as pd
 import pytest
 from mmsheaf.runs import hpo
-from mmsheaf.runs.hpo import (
-    CategoricalParam,
-    FixedParam,
-    FloatParam,
-    IntParam,
-    StudyConfig,
-    best_params,
-    load_study,
-    parse_space,
-    run_study,
-    save_study,
-    study_frame,
-    suggest,
-)
+from mmsheaf.runs.budget import SLOT_ATTR
+from mmsheaf.runs.hpo import StudyConfig, best_params, load_study, run_study, save_study, study_frame
+from mmsheaf.runs.space import CategoricalParam, FixedParam, FloatParam, IntParam, parse_space, suggest
+from mmsheaf.runs.storage import storage_kind
 
 SPACE = {
     "x": {"type": "float", "low": 0.0, "high": 1.0},
@@ -142,6 +133,8 @@ def test_study_config_validation_and_storage(_cache: Path, tmp_path: Path) -> No
         ({"name": "s", "direction": "up"}, "direction"),
         ({"name": "s", "timeout": 0}, "timeout"),
         ({"name": "s", "storage": " "}, "storage"),
+        ({"name": "s", "heartbeat_interval": 0}, "heartbeat_interval must be an int >= 1"),
+        ({"name": "s", "grace_period": 1.5}, "grace_period must be None or an int >= 1"),
     ]:
         with pytest.raises(ValueError, match=match):
             StudyConfig(**bad)
@@ -152,11 +145,10 @@ def test_study_config_validation_and_storage(_cache: Path, tmp_path: Path) -> No
     )
     assert StudyConfig("s", storage=str(tmp_path / "y.log")).journal_path() == tmp_path / "y.log"
     assert StudyConfig("s", storage="postgresql://u:p@host/db").journal_path() is None
-    assert hpo.storage_kind(hpo.open_storage(StudyConfig("s"))) == "journal-file"
-    assert (
-        hpo.storage_kind(hpo.open_storage(StudyConfig("s", storage=f"sqlite:///{tmp_path}/a.db")))
-        == "rdb:sqlite"
-    )
+    assert storage_kind(hpo.open_storage(StudyConfig("s"))) == "journal-file"
+    rdb = hpo.open_storage(StudyConfig("s", storage=f"sqlite:///{tmp_path}/a.db", heartbeat_interval=7))
+    assert storage_kind(rdb) == "rdb:sqlite"
+    assert rdb.get_heartbeat_interval() == 7 and rdb.grace_period is None  # Optuna: twice the interval
     with pytest.raises(ValueError, match="No study named 'missing'"):
         load_study(StudyConfig("missing"))
 
@@ -227,95 +219,6 @@ def test_failed_trials_use_their_slot() -> None:
         best_params(nothing)
     with pytest.raises(ValueError, match="exists with direction"):
         run_study(quadratic, SPACE, StudyConfig("h", n_trials=3, direction="minimize"), progress=False)
-
-
-def _complete_by_slot(study: optuna.Study) -> dict[int, dict]:
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    return {t.user_attrs[hpo.SLOT_ATTR]: t.params for t in done}
-
-
-def test_interrupted_trial_gives_its_slot_back() -> None:
-    """A Jupyter interrupt mid-trial: the trial fails, keeps its parameters, and the next run reruns its slot."""
-    interrupt = {"at": 2}
-
-    def objective(params: dict, trial: optuna.Trial) -> float:
-        if trial.number == interrupt["at"]:
-            raise KeyboardInterrupt
-        return quadratic(params, trial)
-
-    cfg = StudyConfig("k", n_trials=5, n_startup_trials=5)
-    with pytest.raises(KeyboardInterrupt):
-        run_study(objective, SPACE, cfg, progress=False)
-    study = load_study(cfg)
-    [stopped] = hpo.interrupted_trials(study)
-    assert stopped.number == 2 and stopped.state.name == "FAIL"
-    assert stopped.user_attrs[hpo.INTERRUPTED_ATTR] == "KeyboardInterrupt"
-    interrupt["at"] = -1
-    resumed = run_study(objective, SPACE, cfg, progress=False)
-    assert hpo.interrupted_trials(resumed) == []
-    # Five complete trials, one per slot, with the parameters of an uninterrupted run (seed + slot).
-    straight = run_study(
-        quadratic, SPACE, StudyConfig("k-straight", n_trials=5, n_startup_trials=5), progress=False
-    )
-    assert _complete_by_slot(resumed) == _complete_by_slot(straight)
-    assert len(resumed.trials) == 6 and study_frame(resumed)["state"].tolist().count("FAIL") == 1
-    run_study(objective, SPACE, cfg, progress=False)  # nothing left to rerun or run
-    assert len(load_study(cfg).trials) == 6
-    # A failure of the objective (not an interrupt) still uses its slot.
-    assert hpo.interrupted_trials(load_study(cfg)) == []
-
-
-KILLED_WORKER = """
-import os, signal, sys
-import optuna
-from mmsheaf.runs import hpo
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
-
-
-def objective(params, trial):
-    if trial.number == 1:
-        os.kill(os.getpid(), signal.SIGKILL)  # killed mid-trial, as at the end of a machine session
-    return -((params["x"] - 0.3) ** 2)
-
-
-hpo.run_study(objective, space, hpo.StudyConfig("killed", n_trials=4, n_startup_trials=4), progress=False)
-"""
-
-
-def test_trial_of_a_killed_worker_is_rerun(tmp_path: Path) -> None:
-    script = tmp_path / "killed.py"
-    script.write_text(KILLED_WORKER, encoding="utf-8")
-    proc = subprocess.run([sys.executable, str(script)], env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert proc.returncode < 0, proc.stdout + proc.stderr  # died by the signal
-    cfg = StudyConfig("killed", n_trials=4, n_startup_trials=4)
-    study = load_study(cfg)
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "RUNNING"]
-    assert hpo.interrupted_trials(study)[0].number == 1
-
-    space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
-    resumed = run_study(quadratic, space, cfg, progress=False)
-    frame = study_frame(resumed)
-    assert frame["state"].tolist() == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
-    assert resumed.trials[1].user_attrs[hpo.INTERRUPTED_ATTR] == "worker died"
-    assert sorted(_complete_by_slot(resumed)) == [0, 1, 2, 3]
-    straight = run_study(
-        quadratic, space, StudyConfig("not-killed", n_trials=4, n_startup_trials=4), progress=False
-    )
-    assert _complete_by_slot(resumed) == _complete_by_slot(straight)
-
-
-def test_running_trials_of_live_or_remote_workers_are_left_alone() -> None:
-    cfg = StudyConfig("live", n_trials=3)
-    study = run_study(quadratic, {"x": {"type": "float", "low": 0.0, "high": 1.0}}, cfg, progress=False)
-    for owner in (f"{hpo.socket.gethostname()}:{os.getpid()}", "another-host:1", None):
-        trial = study.ask()
-        trial.set_user_attr(hpo.SLOT_ATTR, 0)
-        if owner is not None:
-            trial.set_user_attr(hpo.OWNER_ATTR, owner)
-    assert hpo.interrupted_trials(load_study(cfg)) == []
 
 
 def test_save_study_writes_readable_files(tmp_path: Path) -> None:
@@ -412,13 +315,13 @@ def test_two_workers_fill_one_budget(
     by_worker = _run_workers(tmp_path, storage, n_trials, pause)
     cfg = StudyConfig("shared", storage=storage or None)
     study = load_study(cfg)
-    assert hpo.storage_kind(study) == kind
+    assert storage_kind(study) == kind
     trials = study.get_trials()
 
     # Exactly the budget: n trials, numbers 0..n-1 once each, all complete, each in its own slot.
     assert sorted(t.number for t in trials) == list(range(n_trials))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert sorted(t.user_attrs[hpo.SLOT_ATTR] for t in trials) == list(range(n_trials))
+    assert sorted(t.user_attrs[SLOT_ATTR] for t in trials) == list(range(n_trials))
     assert all(t.value == -((t.params["x"] - 0.3) ** 2) for t in trials)
     # No slot reserved beyond the budget (nobody even started an extra trial).
     slots = [s for s in optuna.get_all_study_names(hpo.open_storage(cfg)) if s.startswith("shared#slot-")]

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from mmsheaf.runs.hpo import CategoricalParam, FloatParam, IntParam, parse_space
+from mmsheaf.runs.space import CategoricalParam, FloatParam, IntParam, parse_space
 from mmsheaf.losses import (
     METRIC_LOSSES,
     DenseNTXentLoss,

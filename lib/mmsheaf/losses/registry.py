@@ -55,7 +55,7 @@ class LossSpec:
         defaults: the loss's own hyperparameters and their default values (keyword arguments of
             ``factory``).
         search: Optuna search space of those hyperparameters, in the format of
-            :func:`mmsheaf.runs.hpo.parse_space`.
+            :func:`mmsheaf.runs.space.parse_space`.
         factory: ``factory(num_classes, embedding_size, **hparams) -> MetricLoss`` with every key of
             ``defaults`` given (use :func:`build_loss`, which fills in the defaults and checks the names).
     """

@@ -5,7 +5,9 @@
 - :mod:`~mmsheaf.runs.cache`: :class:`KeyedSpec`, the one run cache :class:`RunCache` and the one resumable
   loop :func:`run_cached`;
 - :mod:`~mmsheaf.runs.ledger`: run ledgers, the cache's records kept with a notebook's outputs;
-- :mod:`~mmsheaf.runs.hpo`: Optuna studies with an exact trial budget shared by any number of workers.
+- :mod:`~mmsheaf.runs.hpo`: Optuna studies with an exact trial budget shared by any number of workers, on
+  :mod:`~mmsheaf.runs.space` (search spaces), :mod:`~mmsheaf.runs.storage` (journal file or database, with
+  heartbeats) and :mod:`~mmsheaf.runs.budget` (trial slots, dead workers' trials retried).
 """
 
 from .cache import KeyedSpec, RunCache, run_cached
