@@ -35,6 +35,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from ..sheaf.operators import OperatorCache, csr_adjacency, gcn_adjacency, gcn_adjacency_with_loops
 from .baseline_configs import (
     GPR_INITS,
+    BaselineConfig,
     GATConfig,
     GCNConfig,
     GCNIIConfig,
@@ -58,6 +59,18 @@ class _LayerStack(nn.Module):
 
     activation: Callable[[Tensor], Tensor] = staticmethod(F.relu)
     uses_graph: bool = True
+    config_cls: type[BaselineConfig] = BaselineConfig
+
+    def __init__(self, in_channels: int, out_channels: int, config: BaselineConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else self.config_cls()
+        widths = _widths(in_channels, self.config.hidden_channels, out_channels, self.config.layers)
+        self.convs = nn.ModuleList(self.layer(k, i, o) for k, (i, o) in enumerate(widths))
+        self._operator = OperatorCache()
+
+    def layer(self, k: int, in_channels: int, out_channels: int) -> nn.Module:
+        """Layer ``k`` (from 0) of the stack, from ``in_channels`` to ``out_channels`` features."""
+        raise NotImplementedError(f"{type(self).__name__} must define layer()")
 
     def operator(self, edge_index: Tensor, num_nodes: int, dtype: torch.dtype = torch.float32) -> Tensor:
         """What the layers are called with: ``edge_index`` itself unless a subclass builds a sparse operator."""
@@ -99,13 +112,11 @@ class MLP(_LayerStack):
 
     uses_graph = False
 
-    def __init__(self, in_channels: int, out_channels: int, config: MLPConfig | None = None) -> None:
-        super().__init__()
-        self.config = config if config is not None else MLPConfig()
-        c = self.config
-        self.convs = nn.ModuleList(  # linear layers; named like the graph models' for the shared forward
-            nn.Linear(i, o) for i, o in _widths(in_channels, c.hidden_channels, out_channels, c.layers)
-        )
+    config_cls = MLPConfig
+
+    def layer(self, k: int, in_channels: int, out_channels: int) -> nn.Module:
+        return nn.Linear(in_channels, out_channels)  # named like the graph models' layers for the shared forward
+
 
 
 class GCN(_LayerStack):
@@ -129,15 +140,10 @@ class GCN(_LayerStack):
         - **output:** logits :math:`(N, C)`
     """
 
-    def __init__(self, in_channels: int, out_channels: int, config: GCNConfig | None = None) -> None:
-        super().__init__()
-        self.config = config if config is not None else GCNConfig()
-        c = self.config
-        self.convs = nn.ModuleList(  # normalised once per graph in operator(), not in every layer
-            GCNConv(i, o, normalize=False)
-            for i, o in _widths(in_channels, c.hidden_channels, out_channels, c.layers)
-        )
-        self._operator = OperatorCache()
+    config_cls = GCNConfig
+
+    def layer(self, k: int, in_channels: int, out_channels: int) -> nn.Module:
+        return GCNConv(in_channels, out_channels, normalize=False)  # normalised once per graph in operator()
 
     def operator(self, edge_index: Tensor, num_nodes: int, dtype: torch.dtype = torch.float32) -> Tensor:
         return self._operator.get(edge_index, num_nodes, dtype, self._build)
@@ -171,26 +177,19 @@ class GAT(_LayerStack):
 
     activation = staticmethod(F.elu)
 
-    def __init__(self, in_channels: int, out_channels: int, config: GATConfig | None = None) -> None:
-        super().__init__()
-        self.config = config if config is not None else GATConfig()
-        c = self.config
-        width = c.heads * c.hidden_channels
-        convs = []
-        for i in range(c.layers):
-            src = in_channels if i == 0 else width
-            last = i == c.layers - 1
-            convs.append(
-                GATConv(
-                    src,
-                    out_channels if last else c.hidden_channels,
-                    heads=c.output_heads if last else c.heads,
-                    concat=not last,
-                    negative_slope=c.negative_slope,
-                    dropout=c.attention_dropout,
-                )
-            )
-        self.convs = nn.ModuleList(convs)
+    config_cls = GATConfig
+
+    def layer(self, k: int, in_channels: int, out_channels: int) -> nn.Module:
+        c, last = self.config, k == self.config.layers - 1
+        return GATConv(
+            in_channels if k == 0 else c.heads * c.hidden_channels,  # the heads of the layer below, concatenated
+            out_channels,
+            heads=c.output_heads if last else c.heads,
+            concat=not last,
+            negative_slope=c.negative_slope,
+            dropout=c.attention_dropout,
+        )
+
 
 
 class GraphSAGE(_LayerStack):
@@ -214,16 +213,11 @@ class GraphSAGE(_LayerStack):
         - **output:** logits :math:`(N, C)`
     """
 
-    def __init__(self, in_channels: int, out_channels: int, config: SAGEConfig | None = None) -> None:
-        super().__init__()
-        self.config = config if config is not None else SAGEConfig()
+    config_cls = SAGEConfig
+
+    def layer(self, k: int, in_channels: int, out_channels: int) -> nn.Module:
         c = self.config
-        widths = _widths(in_channels, c.hidden_channels, out_channels, c.layers)
-        self.convs = nn.ModuleList(
-            SAGEConv(i, o, aggr=c.aggr, normalize=c.normalize and k < c.layers - 1)
-            for k, (i, o) in enumerate(widths)
-        )
-        self._operator = OperatorCache()
+        return SAGEConv(in_channels, out_channels, aggr=c.aggr, normalize=c.normalize and k < c.layers - 1)
 
     def operator(self, edge_index: Tensor, num_nodes: int, dtype: torch.dtype = torch.float32) -> Tensor:
         return self._operator.get(edge_index, num_nodes, dtype, csr_adjacency)
