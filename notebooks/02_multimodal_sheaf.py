@@ -63,11 +63,12 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from mmsheaf.recsys import protocol as proto
+from mmsheaf.recsys import recommender_names, resolve_recommender
+from mmsheaf.recsys.numbers import paper_numbers
+from mmsheaf.report import Report, figsize
 from mmsheaf.runs.hpo import complete_trial_attrs, study_frame
 from mmsheaf.runs.ledger import ledger_path, seed_cache
-from mmsheaf.recsys import recommender_names, resolve_recommender
-from mmsheaf.recsys import protocol as proto
-from mmsheaf.report import Latex, Report, figsize, latex_escape
 
 params = dict(DATA_OPTIONS=DATA_OPTIONS, MODELS=MODELS, MULTIMODAL=MULTIMODAL, HPARAMS=HPARAMS, TRAIN=TRAIN,
               SEARCH=SEARCH, MODEL_SEARCH=MODEL_SEARCH, HPO_TRIALS=HPO_TRIALS, SEEDS=SEEDS, ABLATIONS=ABLATIONS,
@@ -134,31 +135,9 @@ main_specs = [s for name in MODELS
               for s in specs_for(name, SEEDS, robustness=tuple(ROBUSTNESS), save_embeddings=name == MAP_MODEL)]  # fmt: skip
 runs = proto.run_specs(main_specs, cache, desc="final runs")
 summary = proto.summarise_runs(runs)
-
-
-def short_params(best):
-    shown = {**best["hparams"], **{k: v for k, v in best["train"].items() if k in ("lr", "reg_weight", "batch_size")}}
-    return ", ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(shown.items()))
-
-
-summary["params"] = summary.model.map(lambda m: short_params(tuned[m]))
-table = summary[["model", "recall@10", "recall@20", "ndcg@10", "ndcg@20", "std_ndcg@20", "params"]]
-table
-
-
-# %%
-def pm(mean, std, bold=False):
-    s = f"{mean:.4f} $\\pm$ {std:.4f}"
-    return f"\\textbf{{{s}}}" if bold else s
-
-
-metrics = ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]
-tex = pd.DataFrame({"Model": [latex_escape(display[m]) for m in summary.model]})
-for m in metrics:
-    best = summary[m].max()
-    tex[m.replace("@", "@")] = [pm(a, b, a == best) for a, b in zip(summary[m], summary[f"std_{m}"])]
-tex["Tuned hyperparameters"] = [f"\\scriptsize {latex_escape(p)}" for p in summary["params"]]
+table, tex = proto.results_table(summary, tuned)  # the LaTeX version: mean ± std, the best of each column in bold
 rep.table(table, "recsys_ml100k", tex=tex, escape=False)
+table
 
 # %% [markdown]
 # ## Ablations of the multimodal sheaf
@@ -167,17 +146,9 @@ rep.table(table, "recsys_ml100k", tex=tex, escape=False)
 # modality, with no cross-modal mixing until the gradients add some), or one modality removed from the stalk.
 
 # %%
-ablation_specs = {label: specs_for("mm-sheaf", SEEDS, extra=change) for label, change in ABLATIONS.items()}
-ablation_runs = []
-for label, specs in ablation_specs.items():
-    df = proto.run_specs(specs, cache, desc=label)
-    ablation_runs.append(df.assign(variant=label))
-full = runs[runs.model == "mm-sheaf"].assign(variant="tuned (general maps, all modalities)")
-ablation = proto.summarise_runs(pd.concat([full, *ablation_runs]), by=("variant",))
-ablation = ablation[["variant", "recall@20", "std_recall@20", "ndcg@20", "std_ndcg@20", "n_seeds"]]
-tex = pd.DataFrame({"Variant": [latex_escape(v) for v in ablation.variant],
-                    "Recall@20": [pm(a, b) for a, b in zip(ablation["recall@20"], ablation["std_recall@20"])],
-                    "NDCG@20": [pm(a, b) for a, b in zip(ablation["ndcg@20"], ablation["std_ndcg@20"])]})  # fmt: skip
+ablation_runs = {label: proto.run_specs(specs_for("mm-sheaf", SEEDS, extra=change), cache, desc=label)
+                 for label, change in ABLATIONS.items()}  # fmt: skip
+ablation, tex = proto.ablation_table(runs, ablation_runs, model="mm-sheaf")
 rep.table(ablation, "recsys_ablation", tex=tex, escape=False)
 ablation
 
@@ -188,12 +159,10 @@ ablation
 # are flat by construction.
 
 # %%
-rob = pd.DataFrame([{**r, "model": display[row.model], "seed": row.seed}
-                    for row in runs.itertuples() for r in row.result.get("robustness", [])])  # fmt: skip
-rob = rob[rob.model.isin([display[m] for m in MULTIMODAL])]
+rob = proto.robustness_frame(runs, models=MULTIMODAL)
 fig, axes = plt.subplots(1, 2, figsize=figsize(1.0, 0.36), sharey=True)
 for ax, mod in zip(axes, ["text", "tabular"]):
-    sns.lineplot(data=rob[rob.modality == mod], x="fraction", y="ndcg@20", hue="model", style="model",
+    sns.lineplot(data=rob[rob.modality == mod], x="fraction", y="ndcg@20", hue="model_name", style="model_name",
                  markers=True, dashes=False, ax=ax, lw=0.9, markersize=4, errorbar="sd", legend=ax is axes[0])  # fmt: skip
     ax.set(xlabel=f"fraction of items without {mod}", ylabel="test NDCG@20", title=mod)
 axes[0].legend(title=None, fontsize=7)
@@ -245,50 +214,14 @@ rep.figure(fig, "recsys_item_map")
 # ## Numbers quoted in the paper
 
 # %%
-s = summary.set_index("model")
-lgcn, mm = s.loc["lightgcn"], s.loc["mm-sheaf"]
-others = [m for m in MULTIMODAL if m != "mm-sheaf" and m in s.index]
-best_other = s.loc[others, "ndcg@20"].idxmax() if others else None
-gain_lgcn = 100 * (mm["ndcg@20"] / lgcn["ndcg@20"] - 1)
-rep.macro("RecNumUsers", data.num_users)
-rep.macro("RecNumItems", data.num_items)
-rep.macro("RecNumInteractions", int(data.train.size(1) + data.val.size(1) + data.test.size(1)))
-rep.macro("RecNumSeeds", len(SEEDS))
-rep.macro("RecTrials", HPO_TRIALS)
-rep.macro("RecGainLightGCN", gain_lgcn, digits=1)
-rep.macro("RecBeatsLightGCNBySpread", Latex("yes" if mm["ndcg@20"] - mm["std_ndcg@20"] > lgcn["ndcg@20"] + lgcn["std_ndcg@20"] else "no"))
-rep.macro("RecBestOtherMM", Latex(latex_escape(display[best_other]) if best_other else "none"))
-rep.macro("RecGainBestOtherMM", 100 * (mm["ndcg@20"] / s.loc[best_other, "ndcg@20"] - 1) if best_other else 0.0, digits=1)
-rep.macro("RecSheafNdcg", mm["ndcg@20"], digits=4)
-rep.macro("RecLightGCNNdcg", lgcn["ndcg@20"], digits=4)
-rep.macro("RecColdItems", int(proto.load_interactions("ml100k-cold", **DATA_OPTIONS).candidates.numel()))
-
-# the ablations: the best variant, and what the cross-modal blocks change against the same model without them
-abl = ablation.set_index("variant")["ndcg@20"]
-best_variant = abl.idxmax()
-rep.macro("RecBestVariant", Latex(latex_escape(best_variant)))
-rep.macro("RecBestVariantNdcg", abl[best_variant], digits=4)
-rep.macro("RecBestVariantGainLightGCN", 100 * (abl[best_variant] / lgcn["ndcg@20"] - 1), digits=1)
-diag_label = next((k for k, v in ABLATIONS.items() if v == {"sheaf": "diag"}), None)
-cross = 100 * (mm["ndcg@20"] / abl[diag_label] - 1) if diag_label in abl.index else float("nan")
-rep.macro("RecCrossModalEffect", cross, digits=1)
-rep.macro("RecCrossModalVerdict", Latex("help" if cross > 0 else "do not help"))
-no_text = next((k for k, v in ABLATIONS.items() if "modalities" in v and "text" not in v["modalities"]), None)
-rep.macro("RecNoTextNdcg", abl[no_text] if no_text in abl.index else float("nan"), digits=4)
-
-# robustness: relative change of the multimodal sheaf's NDCG@20 when a modality is removed from every item
-mm_rob = rob[rob.model == display["mm-sheaf"]].groupby(["modality", "fraction"])["ndcg@20"].mean()
-for mod, tag in (("text", "Text"), ("tabular", "Tab")):
-    cost = 100 * (mm_rob[(mod, 1.0)] / mm_rob[(mod, 0.0)] - 1) if (mod, 1.0) in mm_rob.index else float("nan")
-    rep.macro(f"Rec{tag}RemovedCost", cost, digits=1)
-
-# cold start: which model ranks unseen items best from content
-cold_best = cold_summary.set_index("model")["ndcg@20"]
-rep.macro("RecColdBest", Latex(latex_escape(display[cold_best.idxmax()])))
-rep.macro("RecColdBestNdcg", cold_best.max(), digits=4)
-rep.macro("RecColdSheafNdcg", cold_best.get("mm-sheaf", float("nan")), digits=4)
-print(f"MM-Sheaf NDCG@20 {mm['ndcg@20']:.4f} vs LightGCN {lgcn['ndcg@20']:.4f}: {gain_lgcn:+.1f} %")
-rep.runs([cache.folder.name], [*trial_keys, *runs.key, *cold.key, *pd.concat(ablation_runs).key], studies=studies)
+cold_data = proto.load_interactions("ml100k-cold", **DATA_OPTIONS)
+numbers = paper_numbers(data, cold_data, summary, ablation, rob, cold_summary, num_seeds=len(SEEDS),
+                        trials=HPO_TRIALS, ablations=ABLATIONS, multimodal=MULTIMODAL)  # fmt: skip
+print(f"MM-Sheaf NDCG@20 {numbers['RecSheafNdcg']} vs LightGCN {numbers['RecLightGCNNdcg']}: "
+      f"{numbers['RecGainLightGCN']} %")  # fmt: skip
+rep.runs([cache.folder.name], [*trial_keys, *runs.key, *cold.key, *pd.concat(ablation_runs.values()).key],
+         studies=studies)  # fmt: skip
+rep.macros(numbers)
 rep.close()
 
 # %% [markdown]

@@ -76,7 +76,9 @@ import seaborn as sns
 
 from mmsheaf.losses import resolve_loss
 from mmsheaf.metric import protocol as proto
-from mmsheaf.report import Latex, Report, figsize, latex_escape
+from mmsheaf.metric import tables
+from mmsheaf.metric.numbers import paper_numbers
+from mmsheaf.report import Report, figsize
 from mmsheaf.runs import worker_order
 from mmsheaf.runs.hpo import complete_trial_attrs
 from mmsheaf.runs.ledger import ledger_path, seed_cache
@@ -136,12 +138,8 @@ for t, name in worker_order(searches):  # a second worker (MMSHEAF_RUN_ORDER=rev
     studies.append(study.study_name)
     print(f"{t:9s} {name:18s} best val MAP@R {study.best_value:.4f}  {best}")
 tuned = {pair: tuned[pair] for pair in searches}
-hparams = pd.DataFrame([{"task": t, "loss": n, "params": ", ".join(
-    f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(p.items()))}
-    for (t, n), p in tuned.items()])  # fmt: skip
-TASK_TAG = {"item": "T1", "category": "T2"}
-rep.table(hparams, "metric_hparams", tex=hparams.assign(task=hparams.task.map(TASK_TAG), loss=hparams.loss.map(
-    display)).rename(columns={"task": "Task", "loss": "Loss", "params": "Tuned hyperparameters"}))  # fmt: skip
+hparams, tex = tables.hparams_table(tuned)
+rep.table(hparams, "metric_hparams", tex=tex)
 hparams
 
 
@@ -163,44 +161,10 @@ def specs_for(t, name, seeds, modalities=None, data_extra=None, evaluate=None, *
 runs = pd.concat([proto.run_specs([s for t in TASKS for n in LOSSES for s in specs_for(t, n, SEEDS)], cache,
                                   desc="final runs")])  # fmt: skip
 used_keys += list(runs.key)
-METRICS = ["map_at_r", "r_precision", "p_at_1", "nmi", "ami", "accuracy", "macro_f1"]
-present = [m for m in METRICS if f"test_{m}" in runs]
-summary = proto.summary_table(runs, present)
-ref_rows = pd.DataFrame([{"task": t, "loss": f"reference: {name}", **{m: 100 * v for m, v in refs[name].items()
-                                                                        if m in present}, "train_seconds": 0.0}
-                         for t, refs in references.items() for name in refs])  # fmt: skip
-table = pd.concat([summary, ref_rows], ignore_index=True)
-csv_cols = ["task", "loss", "map_at_r", "r_precision", "p_at_1", "nmi", "std_map_at_r", "train_seconds"]
-extra_cols = [c for c in table.columns if c not in csv_cols and c != "n_seeds"]
-table = table[csv_cols + extra_cols + ["n_seeds"]]
+summary = tables.loss_summary(runs)  # mean and std over seeds, in %
+table = tables.results_table(summary, references)  # with the zero-training references
+rep.table(table, "metric_learning", tex=tables.results_tex(table), escape=False)
 table
-
-
-# %%
-def pm(mean, std, bold=False):
-    if pd.isna(mean):
-        return "--"
-    s = f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} $\\pm$ {std:.1f}"
-    return f"\\textbf{{{s}}}" if bold else s
-
-
-def loss_label(name):
-    return latex_escape(display.get(name, name.replace("reference: ", "ref.: ")))
-
-
-shown = ["map_at_r", "r_precision", "p_at_1", "nmi", "accuracy", "macro_f1"]
-heads = {"map_at_r": "MAP@R", "r_precision": "R-Prec.", "p_at_1": "P@1", "nmi": "NMI", "accuracy": "Acc.",
-         "macro_f1": "Macro-F1"}  # fmt: skip
-tex_rows = []
-for t in TASKS:
-    sub = table[table.task == t]
-    for _, r in sub.iterrows():
-        row = {"Task": TASK_TAG[t], "Loss": loss_label(r["loss"])}
-        for m in [m for m in shown if m in table]:
-            row[heads[m]] = pm(r[m], r.get(f"std_{m}"), bold=r[m] == sub[m].max())
-        row["Train s"] = f"{r['train_seconds']:.0f}"
-        tex_rows.append(row)
-rep.table(table, "metric_learning", tex=pd.DataFrame(tex_rows), escape=False)
 
 # %% [markdown]
 # **Which loss wins each task, and by more than the seeds' spread?** Also the best loss of each family
@@ -208,24 +172,7 @@ rep.table(table, "metric_learning", tex=pd.DataFrame(tex_rows), escape=False)
 # spread when larger than the sum of their standard deviations.
 
 # %%
-verdicts = []
-for t in TASKS:
-    s = summary[summary.task == t].sort_values("map_at_r", ascending=False).reset_index(drop=True)
-    win, second = s.iloc[0], s.iloc[1]
-    best_angular = s[s.loss.map(lambda n: resolve_loss(n).family == "angular-margin")].iloc[0]
-    best_contrastive = s[s.loss.map(lambda n: resolve_loss(n).family == "contrastive")].iloc[0]
-    verdicts.append({
-        "task": t, "winner": win.loss, "map_at_r": win.map_at_r, "runner_up": second.loss,
-        "gap": win.map_at_r - second.map_at_r, "beyond_spread": win.map_at_r - win.std_map_at_r
-        > second.map_at_r + second.std_map_at_r,
-        "best_angular": best_angular.loss, "best_angular_map": best_angular.map_at_r,
-        "best_contrastive": best_contrastive.loss, "best_contrastive_map": best_contrastive.map_at_r,
-        "family_gap": best_angular.map_at_r - best_contrastive.map_at_r,
-        "family_beyond_spread": abs(best_angular.map_at_r - best_contrastive.map_at_r)
-        > best_angular.std_map_at_r + best_contrastive.std_map_at_r,
-        "text_reference": 100 * references[t]["text"]["map_at_r"],
-    })  # fmt: skip
-verdicts = pd.DataFrame(verdicts)
+verdicts = tables.verdicts(summary, references)
 verdicts
 
 # %% [markdown]
@@ -272,7 +219,7 @@ drop_specs = [s for t in TASKS for n in ROBUST_LOSSES
 drop_runs = proto.run_specs(drop_specs, cache, desc="modality dropout")
 used_keys += list(drop_runs.key)
 rob = pd.concat([
-    proto.robustness_frame(runs[runs.loss.isin(ROBUST_LOSSES)]).assign(dropout="no modality dropout"),
+    proto.robustness_frame(runs[runs.loss.isin(ROBUST_LOSSES)]).assign(dropout=tables.NO_DROPOUT),
     proto.robustness_frame(drop_runs).assign(dropout=f"modality dropout {MODALITY_DROPOUT:g}"),
 ], ignore_index=True)  # fmt: skip
 rob["loss_name"] = rob.loss.map(display)
@@ -285,7 +232,7 @@ for ax, cond, xlabel in ((axes[0], "text_removed", "share of test rows without t
                  lw=0.9, markersize=4, errorbar="sd", legend=ax is axes[0])  # fmt: skip
     ax.set(xlabel=xlabel, ylabel="T1 test MAP@R (%)")
 removed = rob[rob.condition.str.startswith("without_")].assign(
-    removed=lambda d: d.condition.str.replace("without_", "") + " (" + d.task.map({"item": "T1", "category": "T2"}) + ")")
+    removed=lambda d: d.condition.str.replace("without_", "") + " (" + d.task.map(tables.TASK_TAGS) + ")")
 sns.barplot(data=removed, x="removed", y="map_at_r", hue="dropout", errorbar="sd", ax=axes[2])
 axes[2].set(xlabel="modality removed", ylabel="test MAP@R (%)")
 axes[2].tick_params(axis="x", labelrotation=30, labelsize=6)
@@ -296,25 +243,11 @@ for text in axes[0].get_legend().get_texts():
 axes[2].legend(title=None, fontsize=5)
 fig.tight_layout()
 rep.figure(fig, "metric_robustness")
-
-
-def text_cost(frame, task="item", level=0.5):
-    sub = frame[(frame.task == task) & (frame.condition == "text_removed")]
-    clean = sub[sub.level == 0.0].groupby("loss").map_at_r.mean()
-    hit = sub[np.isclose(sub.level, level)].groupby("loss").map_at_r.mean()
-    return 100 * (1 - hit / clean)
-
-
-cost = pd.DataFrame({"no modality dropout": text_cost(rob[rob.dropout == "no modality dropout"]),
-                     "with modality dropout": text_cost(rob[rob.dropout != "no modality dropout"])})  # fmt: skip
-really = rob[rob.condition.isin(["text_really_missing", "text_present"])].groupby(
-    ["task", "loss", "dropout", "condition"]).map_at_r.mean().unstack("condition")  # fmt: skip
+cost = tables.text_cost(rob, task="item", level=0.5)
 print("relative MAP@R lost on T1 when the text of 50 % of the test rows is removed (%):")
 print(cost.round(1))
-rep.table(really.reset_index(), "metric_really_missing", tex=really.reset_index().assign(
-    task=lambda d: d.task.map(TASK_TAG), loss=lambda d: d.loss.map(display).map(latex_escape)).rename(columns={
-    "task": "Task", "loss": "Loss", "dropout": "Training", "text_present": "Text present",
-    "text_really_missing": "Text really missing"}), escape=False, float_digits=1)  # fmt: skip
+really, tex = tables.really_missing_table(rob)  # queries whose text is really missing against the others
+rep.table(really.reset_index(), "metric_really_missing", tex=tex, escape=False, float_digits=1)
 really
 
 # %% [markdown]
@@ -336,16 +269,7 @@ for t in TASKS:
         abl_runs.append(df.assign(modalities=" + ".join(mods), n_modalities=len(mods)))
 abl_runs = pd.concat(abl_runs, ignore_index=True)
 used_keys += list(abl_runs.key)
-ablation = proto.summary_table(abl_runs, ["map_at_r", "p_at_1", "nmi"], by=("task", "loss", "modalities"))
-ablation["n_modalities"] = ablation.modalities.str.count(r"\+") + 1
-ablation = ablation.sort_values(["task", "n_modalities", "map_at_r"], key=lambda c: c.map(TASK_TAG)
-                                if c.name == "task" else c)  # fmt: skip
-spread = ablation.n_seeds > 1  # one seed has no spread to show
-tex = pd.DataFrame({"Task": ablation.task.map(TASK_TAG),
-                    "Loss": ablation.loss.map(display).map(latex_escape),
-                    "Modalities": ablation.modalities,
-                    **{head: [pm(a, b if s else float("nan")) for a, b, s in zip(ablation[m], ablation[f"std_{m}"], spread)]
-                       for head, m in (("MAP@R", "map_at_r"), ("P@1", "p_at_1"), ("NMI", "nmi"))}})  # fmt: skip
+ablation, tex = tables.ablation_table(abl_runs)  # one seed has no spread to show: its mean alone
 rep.table(ablation, "metric_ablation", tex=tex, escape=False)
 ablation
 
@@ -378,69 +302,21 @@ rep.figure(fig, "metric_umap")
 # for all).
 
 # %%
-frac_runs["map"] = 100 * frac_runs["test_map_at_r"]
-by_family = frac_runs.groupby(["fraction", "family"])["map"].max().unstack("family")
-small, full = min(FRACTIONS), max(FRACTIONS)
-seconds = summary.assign(family=summary.loss.map(lambda n: resolve_loss(n).family)).groupby(
-    ["task", "family"]).train_seconds.mean().unstack("family")  # fmt: skip
-answer = {
-    "small-data winner": by_family.loc[small].idxmax(),
-    "small-data margin (points)": by_family.loc[small].max() - by_family.loc[small].min(),
-    "full-data winner": by_family.loc[full].idxmax(),
-    "seconds angular / contrastive (T1)": seconds.loc["item", "angular-margin"] / seconds.loc["item", "contrastive"],
-}  # fmt: skip
+by_family = tables.family_by_fraction(frac_runs)  # T1 test MAP@R (%) of each family's best loss
+seconds = tables.family_seconds(summary)  # mean training seconds per run
 print(by_family.round(1))
-print(seconds.round(1))
-answer
+seconds
 
 # %% [markdown]
 # ## Numbers quoted in the paper
 
 # %%
-v = verdicts.set_index("task")
-t1 = v.loc["item"] if "item" in v.index else None
-single = ablation[(ablation.task == "item") & (ablation.n_modalities == 1)]
-best_single = single.map_at_r.max() if len(single) else float("nan")
-rep.macro("MetricNumSeeds", len(SEEDS))
-rep.macro("MetricTrials", HPO_TRIALS)
-rep.macro("MetricEpochs", TRAIN.get("epochs", 0))
-for t, tag in (("item", "One"), ("category", "Two")):
-    if t not in v.index:
-        continue
-    r = v.loc[t]
-    rep.macro(f"MetricWinner{tag}", Latex(latex_escape(display[r.winner])))
-    rep.macro(f"MetricWinnerMap{tag}", r.map_at_r, digits=1)
-    rep.macro(f"MetricRunnerUp{tag}", Latex(latex_escape(display[r.runner_up])))
-    rep.macro(f"MetricGap{tag}", r.gap, digits=1)
-    rep.macro(f"MetricBeyondSpread{tag}", Latex("more" if r.beyond_spread else "less"))
-    rep.macro(f"MetricBestAngular{tag}", Latex(latex_escape(display[r.best_angular])))
-    rep.macro(f"MetricBestAngularMap{tag}", r.best_angular_map, digits=1)
-    rep.macro(f"MetricBestContrastive{tag}", Latex(latex_escape(display[r.best_contrastive])))
-    rep.macro(f"MetricBestContrastiveMap{tag}", r.best_contrastive_map, digits=1)
-    rep.macro(f"MetricFamilyGap{tag}", r.family_gap, digits=1)
-    rep.macro(f"MetricFamilyBeyondSpread{tag}", Latex("more" if r.family_beyond_spread else "less"))
-    rep.macro(f"MetricTextRef{tag}", r.text_reference, digits=1)
-    rep.macro(f"MetricGainOverText{tag}", 100 * (r.map_at_r / r.text_reference - 1), digits=0)
-rep.macro("MetricBestSingleModality", best_single, digits=1)
-rep.macro("MetricTextCostNoDrop", float(cost["no modality dropout"].min()), digits=1)
-rep.macro("MetricTextCostDrop", float(cost["with modality dropout"].min()), digits=1)
-rep.macro("MetricTextCostDropLoss", Latex(latex_escape(display[cost["with modality dropout"].idxmin()])))
-if t1 is not None:
-    rep.macro("MetricTextRatioOne", t1.map_at_r / t1.text_reference, digits=2)
-    rep.macro("MetricBeatsSingle", Latex("beats" if t1.map_at_r > best_single else "does not beat"))
-rep.macro("MetricSmallFraction", 100 * small, digits=0)
-rep.macro("MetricSmallAngular", by_family.loc[small, "angular-margin"], digits=1)
-rep.macro("MetricSmallContrastive", by_family.loc[small, "contrastive"], digits=1)
-rep.macro("MetricFullAngular", by_family.loc[full, "angular-margin"], digits=1)
-rep.macro("MetricFullContrastive", by_family.loc[full, "contrastive"], digits=1)
-rep.macro("MetricSmallWinnerFamily", Latex(answer["small-data winner"]))
-rep.macro("MetricSecondsAngularOne", seconds.loc["item", "angular-margin"], digits=0)
-rep.macro("MetricSecondsContrastiveOne", seconds.loc["item", "contrastive"], digits=0)
-if "category" in seconds.index:
-    rep.macro("MetricSecondsAngularTwo", seconds.loc["category", "angular-margin"], digits=0)
-    rep.macro("MetricSecondsContrastiveTwo", seconds.loc["category", "contrastive"], digits=0)
+numbers = paper_numbers(verdicts, ablation, cost, by_family, seconds, num_seeds=len(SEEDS), trials=HPO_TRIALS,
+                        epochs=TRAIN.get("epochs", 0))  # fmt: skip
 rep.runs([cache.folder.name], used_keys, studies=studies)
+rep.macros(numbers)
 rep.close()
+pd.Series(numbers)
 
 # %% [markdown]
 # ## Reading

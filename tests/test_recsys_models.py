@@ -1,4 +1,4 @@
-"""Tests of the recommenders and their registry (mmsheaf.recsys.models)."""
+"""Tests of the recommenders (mmsheaf.recsys.models) and their registry (mmsheaf.recsys.registry)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from mmsheaf.recsys import (
     resolve_recommender,
 )
 from mmsheaf.recsys import models as rec_models
-from mmsheaf.recsys.models import _REGISTRY
+from mmsheaf.recsys import registry as rec_registry
+from mmsheaf.recsys.registry import _REGISTRY
 from mmsheaf.nsd.train import set_seed
 from torch import nn
 
@@ -261,8 +262,8 @@ def test_lightgcn_matches_a_dense_reference(data) -> None:
 
 def test_propagation_matrix_is_built_once_per_graph(data, monkeypatch) -> None:
     calls = []
-    original = rec_models.gcn_adjacency
-    monkeypatch.setattr(rec_models, "gcn_adjacency", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = rec_registry.gcn_adjacency
+    monkeypatch.setattr(rec_registry, "gcn_adjacency", lambda *a, **k: calls.append(1) or original(*a, **k))
     model = build("late-fusion", data)
     for _ in range(3):
         bpr_loss(*model(data), *bpr_batch(data)).backward()

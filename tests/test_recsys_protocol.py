@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 from mmsheaf.recsys import protocol as proto
-from mmsheaf.recsys.protocol import RecRunSpec, RunCache
+from mmsheaf.recsys.protocol import RecRunCache, RecRunSpec
 
 OPTS = {"num_users": 40, "num_items": 50, "interactions_per_user": 10}
 TRAIN = {"epochs": 3, "batch_size": 128, "patience": 2, "lr": 0.01}
@@ -31,12 +31,12 @@ def test_key_covers_every_setting() -> None:
 
 
 def test_runs_are_cached_and_resumed(tmp_path, monkeypatch) -> None:
-    cache = RunCache(tmp_path)
+    cache = RecRunCache(tmp_path)
     specs = [spec(seed=s) for s in (0, 1)]
     first = proto.run_specs(specs, cache, progress=False)
     assert not first.cached.any() and len(cache) == 2
     # same seed, same result: the runs are deterministic
-    again = proto.run_specs([spec(seed=0)], RunCache(tmp_path / "other"), progress=False)
+    again = proto.run_specs([spec(seed=0)], RecRunCache(tmp_path / "other"), progress=False)
     assert again["test_ndcg@20"].iloc[0] == first["test_ndcg@20"].iloc[0]
     calls = []
     monkeypatch.setattr(proto, "_run", lambda *a: calls.append(a) or pytest.fail("should be cached"))
@@ -46,7 +46,7 @@ def test_runs_are_cached_and_resumed(tmp_path, monkeypatch) -> None:
 
 
 def test_summary_is_mean_and_std_over_seeds(tmp_path) -> None:
-    df = proto.run_specs([spec(seed=s) for s in (0, 1, 2)], RunCache(tmp_path), progress=False)
+    df = proto.run_specs([spec(seed=s) for s in (0, 1, 2)], RecRunCache(tmp_path), progress=False)
     summary = proto.summarise_runs(df)
     row = summary.iloc[0]
     assert row.n_seeds == 3
@@ -55,7 +55,7 @@ def test_summary_is_mean_and_std_over_seeds(tmp_path) -> None:
 
 
 def test_robustness_curves_and_embeddings(tmp_path) -> None:
-    cache = RunCache(tmp_path)
+    cache = RecRunCache(tmp_path)
     s = spec("mm-sheaf", robustness=(0.0, 0.5, 1.0), save_embeddings=True)
     df = proto.run_specs([s], cache, progress=False)
     rob = pd.DataFrame(df.result.iloc[0]["robustness"])
@@ -70,7 +70,7 @@ def test_robustness_curves_and_embeddings(tmp_path) -> None:
 
 
 def test_id_only_models_are_flat_under_modality_removal(tmp_path) -> None:
-    df = proto.run_specs([spec("lightgcn", robustness=(0.0, 1.0))], RunCache(tmp_path), progress=False)
+    df = proto.run_specs([spec("lightgcn", robustness=(0.0, 1.0))], RecRunCache(tmp_path), progress=False)
     rob = pd.DataFrame(df.result.iloc[0]["robustness"])
     assert rob.groupby("modality")["ndcg@20"].nunique().eq(1).all()
 
@@ -80,14 +80,14 @@ def test_tune_uses_the_budget_and_returns_split_params(tmp_path, monkeypatch) ->
     space = {"lr": {"type": "float", "low": 0.001, "high": 0.05, "log": True},
              "layers": {"type": "int", "low": 1, "high": 2}}  # fmt: skip
     study, best = proto.tune("lightgcn", "planted", space, 3, hparams={"dim": 8}, train=TRAIN,
-                             data_options=OPTS, cache=RunCache(tmp_path / "runs"), progress=False)  # fmt: skip
+                             data_options=OPTS, cache=RecRunCache(tmp_path / "runs"), progress=False)  # fmt: skip
     assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
     assert set(best) == {"hparams", "train"}
     assert best["hparams"]["dim"] == 8 and best["hparams"]["layers"] == study.best_params["layers"]
     assert best["train"]["lr"] == pytest.approx(study.best_params["lr"]) and best["train"]["epochs"] == 3
-    assert len(RunCache(tmp_path / "runs")) == 3  # every trial is a cached run
+    assert len(RecRunCache(tmp_path / "runs")) == 3  # every trial is a cached run
     again, best_again = proto.tune("lightgcn", "planted", space, 3, hparams={"dim": 8}, train=TRAIN,
-                                   data_options=OPTS, cache=RunCache(tmp_path / "runs"), progress=False)  # fmt: skip
+                                   data_options=OPTS, cache=RecRunCache(tmp_path / "runs"), progress=False)  # fmt: skip
     assert len(again.trials) == 3 and best_again == best  # resumed, not rerun
 
 

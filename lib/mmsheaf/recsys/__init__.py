@@ -1,32 +1,39 @@
-"""Recommendation on multimodal user-item interactions: models, BPR training and full-ranking evaluation.
+"""The recommendation study (notebook 02): multimodal sheaves against graph and multimodal baselines on
+user-item interactions.
 
-- :mod:`~mmsheaf.recsys.models`: the :class:`Recommender` interface, the registry :data:`RECOMMENDERS`
-  (:func:`register_recommender`, :func:`build_recommender`) and the baselines MF-BPR, LightGCN, VBPR and a
-  late-fusion multimodal GCN.
+- :mod:`~mmsheaf.recsys.registry`: the :class:`Recommender` interface and the registry :data:`RECOMMENDERS`
+  (:func:`register_recommender`, :func:`build_recommender`).
+- :mod:`~mmsheaf.recsys.models`: the baselines MF-BPR, LightGCN, VBPR and a late-fusion multimodal GCN.
+- :mod:`~mmsheaf.recsys.sheaf`: the multimodal sheaf recommender and its id-only version.
 - :mod:`~mmsheaf.recsys.train`: :func:`fit_recommender` (BPR, early stopping on a validation metric).
 - :mod:`~mmsheaf.recsys.evaluate`: :func:`ranking_metrics` / :func:`per_user_metrics` (Recall@K, NDCG@K).
 - :mod:`~mmsheaf.recsys.synthetic`: :func:`planted_interactions`, a tiny data set with planted groups.
+- :mod:`~mmsheaf.recsys.protocol`: what is run (run specs, cached runs over seeds, tuning) and the tables.
+- :mod:`~mmsheaf.recsys.numbers`: the numbers the paper quotes.
 
 The data container is :class:`mmsheaf.data.interactions.InteractionData`.
 """
 
 from mmsheaf.recsys.evaluate import METRIC_NAMES, metric_keys, per_user_metrics, ranking_metrics
-from mmsheaf.recsys.models import (
-    MF,
+from mmsheaf.recsys.registry import (
     RECOMMENDERS,
-    VBPR,
-    LateFusionGCN,
-    LightGCN,
     Recommender,
     RecommenderSpec,
     build_recommender,
-    lightgcn_propagate,
-    symmetric_spmm,
     modality_mask,
     recommender_names,
     register_recommender,
     resolve_recommender,
 )
+from mmsheaf.recsys.models import (  # registers the baselines first: "mf", "lightgcn", "vbpr", "late-fusion"
+    MF,
+    VBPR,
+    LateFusionGCN,
+    LightGCN,
+    lightgcn_propagate,
+    symmetric_spmm,
+)
+from mmsheaf.recsys.sheaf import IdSheafRec, MultimodalSheafRec  # then "mm-sheaf" and "sheaf-id"
 from mmsheaf.recsys.synthetic import planted_interactions
 from mmsheaf.recsys.train import (
     BPRSampler,
@@ -37,9 +44,6 @@ from mmsheaf.recsys.train import (
     fit_recommender,
     interactions_to,
 )
-
-from mmsheaf.recsys import sheaf as _sheaf  # noqa: E402,F401  (registers "mm-sheaf" and "sheaf-id")
-from mmsheaf.recsys.sheaf import IdSheafRec, MultimodalSheafRec  # noqa: E402
 
 __all__ = [
     "IdSheafRec",

@@ -1,10 +1,12 @@
-"""The recommendation protocol of notebook 02: data by name, cached runs over seeds, tuning, robustness.
+"""The recommendation protocol of notebook 02: data by name, cached runs over seeds, tuning, robustness, and
+the tables.
 
 A run is a :class:`RecRunSpec` (dataset, model, hyperparameters, training settings, seed). Its result (the
 validation and test metrics at the best epoch, the training curve, optional robustness curves and item
 embeddings) is cached on disk under a hash of the full spec, so an interrupted paper run resumes where it
 stopped and a changed setting is recomputed. :func:`tune` searches each model's hyperparameters with Optuna
-(:mod:`mmsheaf.runs.hpo`) on validation Recall@20, every trial being a cached run.
+(:mod:`mmsheaf.runs.hpo`) on validation Recall@20, every trial being a cached run. :func:`results_table`,
+:func:`ablation_table` and :func:`robustness_frame` turn the runs into the notebook's tables.
 
 Protocol (MMRec, Zhou et al. 2023): per-user random 8:1:1 split with a fixed seed, full ranking over all
 items with the user's training items excluded, Recall@K and NDCG@K, early stopping on validation Recall@20.
@@ -29,24 +31,31 @@ from mmsheaf.atomic import atomic_path
 from mmsheaf.data.interactions import InteractionData
 from mmsheaf.data.movielens import load_ml100k
 from mmsheaf.recsys.evaluate import ranking_metrics
-from mmsheaf.recsys.models import build_recommender
+from mmsheaf.recsys.registry import build_recommender, resolve_recommender
 from mmsheaf.recsys.synthetic import planted_interactions
 from mmsheaf.recsys.train import RecTrainConfig, fit_recommender
 from mmsheaf.runs import hpo
 from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
+from mmsheaf.report import Latex, latex_escape, mean_std
 from mmsheaf.runs.keys import canonical_json, set_seed
 
 __all__ = [
     "DATASETS",
+    "FULL_VARIANT",
+    "RANKING_METRICS",
     "RecRunSpec",
     "RecRunCache",
     "TRAIN_FIELDS",
+    "ablation_table",
     "load_interactions",
+    "results_table",
     "robustness_curves",
+    "robustness_frame",
     "run_specs",
     "split_params",
     "summarise_runs",
     "tune",
+    "tuned_params_text",
 ]
 
 SCHEMA = "mmsheaf.recsys-run/1"
@@ -271,3 +280,92 @@ def tune(
     study = hpo.run_study(objective, space, cfg, progress=progress)
     best_model, best_train = split_params(hpo.best_params(study, space))
     return study, {"hparams": {**hparams, **best_model}, "train": {**train, **best_train}}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Tables
+# ------------------------------------------------------------------------------------------------------------
+RANKING_METRICS: tuple[str, ...] = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+"""The metrics of the main table, in its column order."""
+
+FULL_VARIANT = "tuned (general maps, all modalities)"
+"""The ablation table's row of the tuned model itself (the main runs)."""
+
+
+def tuned_params_text(best: Mapping[str, Mapping[str, Any]]) -> str:
+    """A model's tuned settings (``best`` of :func:`tune`) in one line: its hyperparameters and the training's
+    ``lr``, ``reg_weight`` and ``batch_size``, as ``name=value`` sorted by name (floats to 2 significant
+    digits)."""
+    train = {k: v for k, v in best["train"].items() if k in ("lr", "reg_weight", "batch_size")}
+    shown = {**best["hparams"], **train}
+    return ", ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(shown.items()))
+
+
+def results_table(summary: pd.DataFrame,
+                  tuned: Mapping[str, Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    r"""The main table: every model's test metrics (mean and std over seeds) and its tuned settings.
+
+    Args:
+        summary: :func:`summarise_runs` of the main runs (by ``model``, every metric of
+            :data:`RANKING_METRICS`).
+        tuned: each model's ``best`` of :func:`tune`, by model name.
+
+    Returns:
+        ``(table, tex)``: the numbers (``model``, the four metrics, ``std_ndcg@20``, ``params``) and their
+        LaTeX version (display names, ``mean $\pm$ std`` to 4 decimals, each column's best in bold).
+    """
+    missing = [m for m in summary.model if m not in tuned]
+    if missing:
+        raise ValueError(f"no tuned settings for {missing}: pass tune()'s best of every model in the summary.")
+    params = summary.model.map(lambda m: tuned_params_text(tuned[m]))
+    table = summary.assign(params=params)[["model", *RANKING_METRICS, "std_ndcg@20", "params"]]
+    tex = pd.DataFrame({"Model": [Latex(latex_escape(resolve_recommender(m).display)) for m in summary.model]})
+    for m in RANKING_METRICS:
+        best = summary[m].max()
+        tex[m] = [mean_std(a, b, 4, bold=a == best, spaced=True)
+                  for a, b in zip(summary[m], summary[f"std_{m}"])]  # fmt: skip
+    tex["Tuned hyperparameters"] = [Latex(f"\\scriptsize {latex_escape(p)}") for p in params]
+    return table, tex
+
+
+def ablation_table(runs: pd.DataFrame, variants: Mapping[str, pd.DataFrame],
+                   model: str = "mm-sheaf") -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    r"""The ablation table: the tuned ``model`` (its rows of the main ``runs``, labelled :data:`FULL_VARIANT`)
+    and each variant's runs, test Recall@20 and NDCG@20 over seeds.
+
+    Args:
+        runs: the main runs (:func:`run_specs`), with the rows of ``model``.
+        variants: the runs of each variant (:func:`run_specs`), by label.
+        model: the ablated model.
+
+    Returns:
+        ``(table, tex)``: ``variant``, the two metrics with their ``std_``, ``n_seeds``; and the LaTeX version
+        (``mean $\pm$ std`` to 4 decimals).
+    """
+    if not (runs.model == model).any():
+        raise ValueError(f"the main runs have no rows of {model!r}: pass the runs the ablations change.")
+    full = runs[runs.model == model].assign(variant=FULL_VARIANT)
+    parts = [full, *(df.assign(variant=label) for label, df in variants.items())]
+    table = summarise_runs(pd.concat(parts), by=("variant",))
+    table = table[["variant", "recall@20", "std_recall@20", "ndcg@20", "std_ndcg@20", "n_seeds"]]
+    tex = pd.DataFrame({
+        "Variant": [Latex(latex_escape(v)) for v in table.variant],
+        **{head: [mean_std(a, b, 4, spaced=True) for a, b in zip(table[m], table[f"std_{m}"])]
+           for head, m in (("Recall@20", "recall@20"), ("NDCG@20", "ndcg@20"))},
+    })  # fmt: skip
+    return table, tex
+
+
+def robustness_frame(runs: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataFrame:
+    """The robustness curves of ``runs`` (:func:`run_specs` of specs with ``robustness``) as one long frame:
+    one row per run, modality and fraction, with the test metrics, ``model`` (its name), ``model_name`` (its
+    display name) and ``seed``; only the rows of ``models`` when given (the index keeps the gaps of the
+    others)."""
+    rows = [{**r, "model": row.model, "seed": row.seed}
+            for row in runs.itertuples() for r in row.result.get("robustness", [])]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise ValueError("these runs have no robustness curves: run specs made with robustness=(fractions, ...).")
+    frame.insert(frame.columns.get_loc("model") + 1, "model_name",
+                 frame.model.map(lambda m: resolve_recommender(m).display))  # fmt: skip
+    return frame if models is None else frame[frame.model.isin(list(models))]

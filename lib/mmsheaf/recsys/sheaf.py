@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from mmsheaf.data.interactions import MODALITIES, InteractionData
-from mmsheaf.recsys.models import Recommender, register_recommender
+from mmsheaf.recsys.registry import Recommender, register_recommender
 from mmsheaf.sheaf import MAP_LEARNERS, SheafIndex, build_index, sheaf_laplacian, validate_sheaf
 
 __all__ = ["MultimodalSheafRec", "IdSheafRec", "stalks"]
