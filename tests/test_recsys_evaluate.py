@@ -73,7 +73,7 @@ def test_matches_brute_force_reference(seed: int) -> None:
     for key in metric_keys(ks):
         expected = torch.tensor([ref[u][key] for u in sorted(ref)], dtype=torch.float64)
         assert torch.allclose(per_user[key], expected), key
-    means = ranking_metrics(user_emb, item_emb, data, split, ks, exclude)
+    means = ranking_metrics(user_emb, item_emb, data, split, ks, exclude=exclude)
     assert means["num_users"] == len(ref)
     for key in metric_keys(ks):
         assert means[key] == pytest.approx(sum(r[key] for r in ref.values()) / len(ref))

@@ -27,7 +27,7 @@ the splits (the project's loaders do).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -193,19 +193,13 @@ def per_user_metrics(
 
 
 @torch.no_grad()
-def ranking_metrics(
-    user_emb: Tensor,
-    item_emb: Tensor,
-    data: InteractionData,
-    split: str = "test",
-    ks: Sequence[int] = (10, 20),
-    exclude: Sequence[str] = ("train",),
-    candidates: Tensor | Literal["auto"] | None = "auto",
-    user_batch: int = 1024,
-) -> dict[str, float]:
+def ranking_metrics(user_emb: Tensor, item_emb: Tensor, data: InteractionData, split: str = "test",
+                    ks: Sequence[int] = (10, 20), **options: Any) -> dict[str, float]:  # fmt: skip
     r"""Mean Recall@K and NDCG@K over the users with a positive in ``split`` (full ranking, MMRec protocol).
 
-    Args: as :func:`per_user_metrics`.
+    Args:
+        user_emb, item_emb, data, split, ks: as :func:`per_user_metrics`.
+        **options: ``exclude``, ``candidates`` and ``user_batch`` of :func:`per_user_metrics`.
 
     Returns:
         ``{"recall@10": ..., "ndcg@10": ..., "recall@20": ..., "ndcg@20": ..., "num_users": n}`` (floats;
@@ -214,7 +208,7 @@ def ranking_metrics(
     Shapes:
         - **input:** :math:`(U, D)`, :math:`(I, D)`
     """
-    per_user = per_user_metrics(user_emb, item_emb, data, split, ks, exclude, candidates, user_batch)
+    per_user = per_user_metrics(user_emb, item_emb, data, split, ks, **options)
     n = per_user["user"].numel()
     metrics = {key: float(per_user[key].mean()) if n else float("nan") for key in metric_keys(ks)}
     metrics["num_users"] = float(n)
