@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mmsheaf.report import outputs  # noqa: E402
+from mmsheaf import report  # noqa: E402
+from mmsheaf.report.provenance import sha256_file  # noqa: E402
 from mmsheaf.report import Latex, Report, booktabs, format_number  # noqa: E402
 
 
@@ -31,7 +32,7 @@ def test_figure_is_vector_pdf_with_provenance(rep, tmp_path):
     for key in ("notebook", "profile", "parameters", "git_commit", "versions", "hardware", "wall_time_s", "sha256"):
         assert key in prov, key
     assert prov["notebook"] == "00_datasets" and prov["profile"] == "smoke" and prov["parameters"] == {"SEED": 3}
-    assert prov["versions"]["torch"].startswith("2.13") and prov["sha256"] == report.sha256_file(path)
+    assert prov["versions"]["torch"].startswith("2.13") and prov["sha256"] == sha256_file(path)
 
 
 def test_table_writes_booktabs_and_the_same_numbers_as_csv(rep, tmp_path):
@@ -95,3 +96,19 @@ def test_display_tables_can_carry_latex_cells():
     df = pd.DataFrame({"m": [r"\textbf{1.0}$\pm$0.1"]})
     assert r"\textbf{1.0}$\pm$0.1 \\" in booktabs(df, escape=False)
     assert r"\textbackslash{}textbf" in booktabs(df)
+
+
+def test_mean_std_is_the_one_formatter_of_both_table_styles():
+    assert report.mean_std(66.47, 1.73) == "66.5$\\pm$1.7"
+    assert report.mean_std(0.12345, 0.01, 4, spaced=True, bold=True) == "\\textbf{0.1235 $\\pm$ 0.0100}"
+    assert report.mean_std(85.0, float("nan"), italic=True) == "\\textit{85.0}"
+    assert report.mean_std(None, 1.0) == "--" and report.mean_std(float("nan"), 1.0) == "--"
+    assert isinstance(report.mean_std(1.0, 0.1), Latex)
+
+
+def test_number_formats_once_and_report_macros_writes_them(tmp_path, rep):
+    assert report.number(1317) == "1{,}317" and report.number(86.26, 1) == "86.3" and report.number("a_b") == "a\\_b"
+    rep.macros({"NumRuns": report.number(1317), "Phrase": Latex("Diag-NSD on \\emph{Texas}")})
+    rep.close()
+    text = (tmp_path / "macros" / "00_datasets.tex").read_text()
+    assert "\\newcommand{\\NumRuns}{1{,}317}" in text and "\\newcommand{\\Phrase}{Diag-NSD on \\emph{Texas}}" in text
