@@ -35,6 +35,7 @@ from torch_geometric.data import Data
 from ..data import load_node_dataset
 from ..runs.cache import KeyedSpec, RunCache, run_cached
 from ..runs.keys import canonical_json, worker_order
+from ..runs.summary import over_repeats
 from .registry import node_model_config, resolve_node_model
 from .train import TrainConfig, TrainResult, train_node_classifier
 
@@ -235,19 +236,7 @@ def summarise(df: pd.DataFrame, by: Sequence[str] = ("dataset", "model"), ddof: 
     Returns:
         One row per group with ``test_mean, test_std, val_mean, val_std`` (in %) and ``n_splits``.
     """
-    missing = [c for c in (*by, "test_acc", "val_acc") if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"summarise needs the columns {missing}: pass the frame returned by run_experiments."
-        )
-    grouped = df.groupby(list(by), sort=False)
-    out = pd.DataFrame(
-        {
-            "test_mean": grouped["test_acc"].mean() * 100,
-            "test_std": grouped["test_acc"].std(ddof=ddof) * 100,
-            "val_mean": grouped["val_acc"].mean() * 100,
-            "val_std": grouped["val_acc"].std(ddof=ddof) * 100,
-            "n_splits": grouped["test_acc"].size(),
-        }
-    )
-    return out.reset_index()
+    out = over_repeats(df, by, {"test_mean": "test_acc", "val_mean": "val_acc"}, ddof=ddof, scale=100,
+                       count="n_splits")  # fmt: skip
+    names = {"std_test_mean": "test_std", "std_val_mean": "val_std"}
+    return out.rename(columns=names)[[*by, "test_mean", "test_std", "val_mean", "val_std", "n_splits"]]
