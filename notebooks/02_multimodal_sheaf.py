@@ -66,8 +66,8 @@ import seaborn as sns
 from mmsheaf.recsys import protocol as proto
 from mmsheaf.recsys import recommender_names, resolve_recommender
 from mmsheaf.recsys.numbers import paper_numbers
+from mmsheaf.recsys.plan import RecPlan
 from mmsheaf.report import Report, figsize
-from mmsheaf.runs.hpo import complete_trial_attrs, study_frame
 from mmsheaf.runs.ledger import ledger_path, seed_cache
 
 params = dict(DATA_OPTIONS=DATA_OPTIONS, MODELS=MODELS, MULTIMODAL=MULTIMODAL, HPARAMS=HPARAMS, TRAIN=TRAIN,
@@ -77,6 +77,9 @@ rep = Report("02_multimodal_sheaf", PROFILE, params=params)
 cache = proto.RecRunCache()
 reused = seed_cache(ledger_path("02_multimodal_sheaf", PROFILE))  # finished runs kept with the outputs
 display = {m: resolve_recommender(m).display for m in recommender_names()}
+plan = RecPlan(MODELS, SEEDS, hparams=HPARAMS, train=TRAIN, search=SEARCH, model_search=MODEL_SEARCH,
+               trials=HPO_TRIALS, data_options=DATA_OPTIONS, robustness=ROBUSTNESS, map_model=MAP_MODEL,
+               ablated="mm-sheaf", ablations=ABLATIONS, cold_models=COLD_MODELS)  # what is run, in order
 print(f"profile={PROFILE}  run cache={cache.folder} ({reused} runs from the ledger)  outputs -> {rep.out_dir}")
 
 # %% [markdown]
@@ -85,7 +88,7 @@ print(f"profile={PROFILE}  run cache={cache.folder} ({reused} runs from the ledg
 # ranking is over all items with the user's training items excluded.
 
 # %%
-data = proto.load_interactions("ml100k", **DATA_OPTIONS)
+data = proto.load_interactions(plan.dataset, **DATA_OPTIONS)
 print(data)
 density = data.train.size(1) / (data.num_users * data.num_items)
 print(f"train density {density:.4f}; items without text: {(~data.has('item', 'text')).sum().item()}")
@@ -97,21 +100,9 @@ print(f"train density {density:.4f}; items without text: {(~data.has('item', 'te
 # trials are saved with the results.
 
 # %%
-tuned, histories, trial_keys, studies = {}, [], [], []
-for name in MODELS:
-    space = {**SEARCH, **MODEL_SEARCH.get(name, {})}
-    study, best = proto.tune(name, "ml100k", space, HPO_TRIALS, hparams=HPARAMS, train=TRAIN,
-                             data_options=DATA_OPTIONS, progress=False)  # fmt: skip
-    tuned[name] = best
-    trial_keys += complete_trial_attrs(study, "run_key")
-    studies.append(study.study_name)
-    trials = study_frame(study).sort_values("number")
-    trials["model"], trials["best so far"] = display[name], trials["value"].cummax()
-    histories.append(trials)
-    print(f"{name:12s} best val Recall@20 {study.best_value:.4f}  {best}")
-histories = pd.concat(histories, ignore_index=True)
-rep.table(histories.drop(columns=[c for c in histories if c.startswith("datetime")]), "recsys_hpo_trials",
-          tex=None)  # fmt: skip
+tuning = plan.tune_all(cache, log=print)  # one study per model, in MODELS order
+tuned, histories = tuning.best, tuning.histories
+rep.table(tuning.trials_table(), "recsys_hpo_trials", tex=None)
 
 # %%
 fig, ax = plt.subplots(figsize=figsize(0.75, 0.6))
@@ -125,15 +116,7 @@ rep.figure(fig, "recsys_hpo_history")
 # ## The table: every model with its tuned hyperparameters, over seeds
 
 # %%
-def specs_for(name, seeds, dataset="ml100k", extra=None, **kw):
-    best = tuned[name]
-    return [proto.RecRunSpec(dataset, name, {**best["hparams"], **(extra or {})}, best["train"], seed,
-                             DATA_OPTIONS, **kw) for seed in seeds]  # fmt: skip
-
-
-main_specs = [s for name in MODELS
-              for s in specs_for(name, SEEDS, robustness=tuple(ROBUSTNESS), save_embeddings=name == MAP_MODEL)]  # fmt: skip
-runs = proto.run_specs(main_specs, cache, desc="final runs")
+runs = proto.run_specs(plan.main_specs(tuned), cache, desc="final runs")  # every model, every seed
 summary = proto.summarise_runs(runs)
 table, tex = proto.results_table(summary, tuned)  # the LaTeX version: mean ± std, the best of each column in bold
 rep.table(table, "recsys_ml100k", tex=tex, escape=False)
@@ -146,9 +129,8 @@ table
 # modality, with no cross-modal mixing until the gradients add some), or one modality removed from the stalk.
 
 # %%
-ablation_runs = {label: proto.run_specs(specs_for("mm-sheaf", SEEDS, extra=change), cache, desc=label)
-                 for label, change in ABLATIONS.items()}  # fmt: skip
-ablation, tex = proto.ablation_table(runs, ablation_runs, model="mm-sheaf")
+ablation_runs = plan.run_ablations(tuned, cache)  # {label: runs}, in ABLATIONS order
+ablation, tex = proto.ablation_table(runs, ablation_runs, model=plan.ablated)
 rep.table(ablation, "recsys_ablation", tex=tex, escape=False)
 ablation
 
@@ -176,8 +158,7 @@ rep.figure(fig, "recsys_robustness")
 # cannot score an item they never saw, so they have no entry here.
 
 # %%
-cold_specs = [s for name in COLD_MODELS for s in specs_for(name, SEEDS, dataset="ml100k-cold")]
-cold = proto.run_specs(cold_specs, cache, desc="cold start")
+cold = proto.run_specs(plan.cold_specs(tuned), cache, desc="cold start")
 cold_summary = proto.summarise_runs(cold)
 cold_summary["model_name"] = cold_summary.model.map(display)
 fig, ax = plt.subplots(figsize=figsize(0.6, 0.7))
@@ -197,7 +178,7 @@ cold_summary
 # %%
 import umap
 
-emb = cache.embeddings(specs_for(MAP_MODEL, SEEDS[:1], robustness=tuple(ROBUSTNESS), save_embeddings=True)[0])
+emb = cache.embeddings(plan.map_spec(tuned))  # MAP_MODEL's final run with the first seed
 labels = data.item_labels.numpy()
 first = np.where(labels.any(1), labels.argmax(1), 0)
 genre = np.array(data.label_names)[first]
@@ -214,13 +195,13 @@ rep.figure(fig, "recsys_item_map")
 # ## Numbers quoted in the paper
 
 # %%
-cold_data = proto.load_interactions("ml100k-cold", **DATA_OPTIONS)
+cold_data = proto.load_interactions(plan.cold_dataset, **DATA_OPTIONS)
 numbers = paper_numbers(data, cold_data, summary, ablation, rob, cold_summary, num_seeds=len(SEEDS),
                         trials=HPO_TRIALS, ablations=ABLATIONS, multimodal=MULTIMODAL)  # fmt: skip
 print(f"MM-Sheaf NDCG@20 {numbers['RecSheafNdcg']} vs LightGCN {numbers['RecLightGCNNdcg']}: "
       f"{numbers['RecGainLightGCN']} %")  # fmt: skip
-rep.runs([cache.folder.name], [*trial_keys, *runs.key, *cold.key, *pd.concat(ablation_runs.values()).key],
-         studies=studies)  # fmt: skip
+rep.runs([cache.folder.name], [*tuning.trial_keys, *runs.key, *cold.key, *pd.concat(ablation_runs.values()).key],
+         studies=tuning.studies)  # fmt: skip
 rep.macros(numbers)
 rep.close()
 

@@ -78,9 +78,8 @@ from mmsheaf.losses import resolve_loss
 from mmsheaf.metric import protocol as proto
 from mmsheaf.metric import tables
 from mmsheaf.metric.numbers import paper_numbers
+from mmsheaf.metric.plan import MetricPlan
 from mmsheaf.report import Report, figsize
-from mmsheaf.runs import worker_order
-from mmsheaf.runs.hpo import complete_trial_attrs
 from mmsheaf.runs.ledger import ledger_path, seed_cache
 
 params = dict(TASKS=TASKS, DATA_OPTIONS=DATA_OPTIONS, MODALITIES=MODALITIES, LOSSES=LOSSES, ENCODER=ENCODER,
@@ -91,7 +90,10 @@ rep = Report("03_arcface_vs_contrastive", PROFILE, params=params)
 cache = proto.metric_cache()
 reused = seed_cache(ledger_path("03_arcface_vs_contrastive", PROFILE))
 display = {name: resolve_loss(name).display for name in LOSSES}
-used_keys: list[str] = []
+plan = MetricPlan(TASKS, LOSSES, MODALITIES, SEEDS, encoder=ENCODER, train=TRAIN, trials=HPO_TRIALS,
+                  hpo_train=HPO_TRAIN, data_options=DATA_OPTIONS, robust_losses=ROBUST_LOSSES, fraction_task="item",
+                  fractions=FRACTIONS, fraction_seeds=FRACTION_SEEDS, modality_dropout=MODALITY_DROPOUT,
+                  dropout_seeds=DROPOUT_SEEDS, ablation_sets=ABLATION_SETS, ablation_seeds=ABLATION_SEEDS)  # fmt: skip
 print(f"profile={PROFILE}  run cache={cache.folder} ({reused} runs from the ledger)  outputs -> {rep.out_dir}")
 
 # %% [markdown]
@@ -124,20 +126,8 @@ pd.DataFrame({(t, name): m for t, refs in references.items() for name, m in refs
 # MAP@R, every trial a cached training run with the search's shorter epoch budget.
 
 # %%
-def encoder_for(task, modalities=None, **extra):
-    return {**ENCODER, "modalities": list(modalities or MODALITIES[task]), **extra}
-
-
-searches = [(t, name) for t in TASKS for name in LOSSES]
-tuned, studies = {}, []
-for t, name in worker_order(searches):  # a second worker (MMSHEAF_RUN_ORDER=reverse) starts from the end
-    study, best = proto.tune(name, t, HPO_TRIALS, encoder=encoder_for(t), train={**TRAIN, **HPO_TRAIN},
-                             data_options=DATA_OPTIONS.get(t, {}), progress=False)  # fmt: skip
-    tuned[(t, name)] = best
-    used_keys += complete_trial_attrs(study, "run_key")
-    studies.append(study.study_name)
-    print(f"{t:9s} {name:18s} best val MAP@R {study.best_value:.4f}  {best}")
-tuned = {pair: tuned[pair] for pair in searches}
+tuning = plan.tune_all(cache, log=print)  # a second worker (MMSHEAF_RUN_ORDER=reverse) starts from the end
+tuned = tuning.best  # by (task, loss), task by task
 hparams, tex = tables.hparams_table(tuned)
 rep.table(hparams, "metric_hparams", tex=tex)
 hparams
@@ -151,16 +141,7 @@ hparams
 # evaluations used below.
 
 # %%
-def specs_for(t, name, seeds, modalities=None, data_extra=None, evaluate=None, **enc_extra):
-    evaluate = ("robustness",) if evaluate is None and name in ROBUST_LOSSES else evaluate or ()
-    return [proto.MetricRunSpec(t, name, tuned[(t, name)], encoder_for(t, modalities, **enc_extra), TRAIN, seed,
-                                {**DATA_OPTIONS.get(t, {}), **(data_extra or {})}, tuple(evaluate))
-            for seed in seeds]  # fmt: skip
-
-
-runs = pd.concat([proto.run_specs([s for t in TASKS for n in LOSSES for s in specs_for(t, n, SEEDS)], cache,
-                                  desc="final runs")])  # fmt: skip
-used_keys += list(runs.key)
+runs = proto.run_specs(plan.main_specs(tuned), cache, desc="final runs")  # every task, loss and seed
 summary = tables.loss_summary(runs)  # mean and std over seeds, in %
 table = tables.results_table(summary, references)  # with the zero-training references
 rep.table(table, "metric_learning", tex=tables.results_tex(table), escape=False)
@@ -181,12 +162,7 @@ verdicts
 # tuned hyperparameters.
 
 # %%
-frac_specs = [s for n in LOSSES for f in FRACTIONS
-              for s in specs_for("item", n, FRACTION_SEEDS, data_extra={"train_fraction": f} if f < 1 else None,
-                                 evaluate=())]  # fmt: skip
-frac_runs = proto.run_specs(frac_specs, cache, desc="data efficiency")
-used_keys += list(frac_runs.key)
-frac_runs["fraction"] = [s.data_options.get("train_fraction", 1.0) for s in frac_specs]
+frac_runs = plan.run_fractions(tuned, cache)  # every loss at every share of T1's training items
 frac_runs["loss_name"] = frac_runs.loss.map(display)
 frac_runs["family"] = frac_runs.loss.map(lambda n: resolve_loss(n).family)
 fig, axes = plt.subplots(1, 2, figsize=figsize(1.0, 0.38), sharey=True)
@@ -214,10 +190,7 @@ frac_summary
 # standard deviations), and with one modality removed for every row.
 
 # %%
-drop_specs = [s for t in TASKS for n in ROBUST_LOSSES
-              for s in specs_for(t, n, DROPOUT_SEEDS, modality_dropout=MODALITY_DROPOUT)]  # fmt: skip
-drop_runs = proto.run_specs(drop_specs, cache, desc="modality dropout")
-used_keys += list(drop_runs.key)
+drop_runs = proto.run_specs(plan.dropout_specs(tuned), cache, desc="modality dropout")
 rob = pd.concat([
     proto.robustness_frame(runs[runs.loss.isin(ROBUST_LOSSES)]).assign(dropout=tables.NO_DROPOUT),
     proto.robustness_frame(drop_runs).assign(dropout=f"modality dropout {MODALITY_DROPOUT:g}"),
@@ -258,17 +231,8 @@ really
 # reviews' text: it measures what the linked reviews say about a row, not the row's own inputs.
 
 # %%
-abl_runs = []
-for t in TASKS:
-    win = verdicts.set_index("task").loc[t, "winner"]
-    for mods in ABLATION_SETS:
-        if not set(mods) <= set(MODALITIES[t]):
-            continue
-        df = proto.run_specs(specs_for(t, win, ABLATION_SEEDS, modalities=mods, evaluate=()), cache,
-                             desc=f"{t} {'+'.join(mods)}", progress=False)  # fmt: skip
-        abl_runs.append(df.assign(modalities=" + ".join(mods), n_modalities=len(mods)))
-abl_runs = pd.concat(abl_runs, ignore_index=True)
-used_keys += list(abl_runs.key)
+winners = verdicts.set_index("task")["winner"]  # the winning loss of each task
+abl_runs = plan.run_ablations(tuned, winners, cache)  # each task's modality sets, in ABLATION_SETS order
 ablation, tex = tables.ablation_table(abl_runs)  # one seed has no spread to show: its mean alone
 rep.table(ablation, "metric_ablation", tex=tex, escape=False)
 ablation
@@ -280,9 +244,8 @@ ablation
 # %%
 import umap
 
-win = verdicts.set_index("task").loc[UMAP_TASK, "winner"]
-umap_spec = specs_for(UMAP_TASK, win, SEEDS[:1])[0]
-emb = proto.test_embeddings(umap_spec, cache)
+win = winners[UMAP_TASK]
+emb = proto.test_embeddings(plan.specs(tuned, UMAP_TASK, win, SEEDS[:1])[0], cache)  # its final run, first seed
 task = tasks[UMAP_TASK]
 names = np.array(task.label_names)[task.labels[task.test_idx].numpy()]
 coords = umap.UMAP(n_neighbors=15, min_dist=0.3, metric="cosine", random_state=0).fit_transform(emb.numpy())
@@ -313,7 +276,8 @@ seconds
 # %%
 numbers = paper_numbers(verdicts, ablation, cost, by_family, seconds, num_seeds=len(SEEDS), trials=HPO_TRIALS,
                         epochs=TRAIN.get("epochs", 0))  # fmt: skip
-rep.runs([cache.folder.name], used_keys, studies=studies)
+rep.runs([cache.folder.name], [*tuning.trial_keys, *runs.key, *frac_runs.key, *drop_runs.key, *abl_runs.key],
+         studies=tuning.studies)  # fmt: skip
 rep.macros(numbers)
 rep.close()
 pd.Series(numbers)

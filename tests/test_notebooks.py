@@ -269,3 +269,13 @@ def test_unknown_profile_and_notebook_are_clear_errors(tmp_path):
         run_all("smoke", names=["42_nothing"])
     with pytest.raises(ValueError, match="no parameters for profile 'paper'"):
         Notebook("98_ok", tmp_path).parameters("paper")
+
+
+def test_resolved_parameters_are_the_cell_defaults_with_the_profile_injected(tmp_path):
+    folder = tmp_path / "notebooks"
+    nb = _write_notebook(folder, "97_params", EDITS_ITS_PARAMS)
+    (folder / "params").mkdir()
+    nb.params_file("paper").write_text("VALUE: 5\n")
+    assert nb.defaults() == {"PROFILE": "smoke", "VALUE": 1}
+    assert nb.resolved_parameters("paper") == {"PROFILE": "paper", "VALUE": 5}
+    assert nb.resolved_parameters("smoke") == {"PROFILE": "smoke", "VALUE": 1}

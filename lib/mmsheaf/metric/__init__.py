@@ -2,6 +2,7 @@
 (notebook 03).
 
 - :mod:`~mmsheaf.metric.protocol`: what is run: frozen run specs, the searches, cached runs over seeds;
+- :mod:`~mmsheaf.metric.plan`: the notebook's lists of runs and searches, from its parameters (:class:`MetricPlan`);
 - :mod:`~mmsheaf.metric.train`: how one run trains (mini-batches, early stopping on validation MAP@R);
 - :mod:`~mmsheaf.metric.metrics`: what it is scored by (P@1, R-Precision, MAP@R, clustering, linear probe);
 - :mod:`~mmsheaf.metric.tables`: the tables made from the runs (results, verdicts, ablation, robustness);

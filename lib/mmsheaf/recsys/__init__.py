@@ -9,6 +9,7 @@ user-item interactions.
 - :mod:`~mmsheaf.recsys.evaluate`: :func:`ranking_metrics` / :func:`per_user_metrics` (Recall@K, NDCG@K).
 - :mod:`~mmsheaf.recsys.synthetic`: :func:`planted_interactions`, a tiny data set with planted groups.
 - :mod:`~mmsheaf.recsys.protocol`: what is run (run specs, cached runs over seeds, tuning) and the tables.
+- :mod:`~mmsheaf.recsys.plan`: the notebook's lists of runs and searches, from its parameters (:class:`RecPlan`).
 - :mod:`~mmsheaf.recsys.numbers`: the numbers the paper quotes.
 
 The data container is :class:`mmsheaf.data.interactions.InteractionData`.

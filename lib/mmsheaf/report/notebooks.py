@@ -8,6 +8,7 @@ Each notebook is a pair in ``notebooks/``: ``NN_topic.py`` (jupytext percent for
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,18 @@ class Notebook:
             )
         params["PROFILE"] = profile
         return params
+
+    def defaults(self) -> dict[str, Any]:
+        """The values of the notebook's ``parameters`` cell (literals only, by the notebooks' convention)."""
+        source = self.py.read_text(encoding="utf-8")
+        if '# %% tags=["parameters"]' not in source:
+            raise ValueError(f"{self.py} has no cell tagged parameters: add one holding the smoke defaults")
+        cell = source.split('# %% tags=["parameters"]', 1)[1].split("# %%", 1)[0]
+        return {s.targets[0].id: ast.literal_eval(s.value) for s in ast.parse(cell).body}
+
+    def resolved_parameters(self, profile: str) -> dict[str, Any]:
+        """What a run in ``profile`` sees: :meth:`defaults` with :meth:`parameters` injected over them."""
+        return {**self.defaults(), **self.parameters(profile)}
 
 
 def discover(folder: str | Path | None = None, names: list[str] | None = None) -> list[Notebook]:
