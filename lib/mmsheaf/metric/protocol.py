@@ -37,6 +37,7 @@ from .metrics import classification_metrics, clustering_metrics, retrieval_metri
 from ..runs import hpo
 from ..runs.cache import KeyedSpec, RunCache, run_cached
 from ..runs.keys import canonical_json
+from ..runs.summary import over_repeats
 
 __all__ = [
     "SCHEMA",
@@ -363,15 +364,13 @@ def tune(loss: str, task: str, n_trials: int, *, space: Mapping[str, Any] | None
 
 
 def summary_table(runs: pd.DataFrame, metrics: Sequence[str], by: Sequence[str] = ("task", "loss")) -> pd.DataFrame:
-    """Mean and standard deviation (``ddof=0``) over seeds of ``test_<metric>`` per group, in %."""
+    """Mean and standard deviation (``ddof=0``) over seeds of ``test_<metric>`` per group, in %
+    (:func:`~mmsheaf.runs.summary.over_repeats`), with the mean ``train_seconds`` and ``n_seeds``."""
+    out = over_repeats(runs, by, {m: f"test_{m}" for m in metrics}, scale=100).drop(columns="n")
     grouped = runs.groupby(list(by), sort=False)
-    out = {}
-    for m in metrics:
-        out[m] = grouped[f"test_{m}"].mean() * 100
-        out[f"std_{m}"] = grouped[f"test_{m}"].std(ddof=0) * 100
-    out["train_seconds"] = grouped["seconds"].mean()
-    out["n_seeds"] = grouped["seed"].nunique()
-    return pd.DataFrame(out).reset_index()
+    out["train_seconds"] = grouped["seconds"].mean().to_numpy()
+    out["n_seeds"] = grouped["seed"].nunique().to_numpy()
+    return out
 
 
 def robustness_frame(runs: pd.DataFrame) -> pd.DataFrame:

@@ -38,6 +38,7 @@ from mmsheaf.runs import hpo
 from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
 from mmsheaf.report import Latex, latex_escape, mean_std
 from mmsheaf.runs.keys import canonical_json, set_seed
+from mmsheaf.runs.summary import over_repeats
 
 __all__ = [
     "DATASETS",
@@ -224,13 +225,10 @@ def run_specs(specs: Sequence[RecRunSpec], cache: RecRunCache | None = None, pro
 
 def summarise_runs(df: pd.DataFrame, metrics: Sequence[str] = ("recall@10", "recall@20", "ndcg@10", "ndcg@20"),
                    by: Sequence[str] = ("model",), split: str = "test") -> pd.DataFrame:  # fmt: skip
-    """Mean and (population) standard deviation over seeds: columns ``<metric>`` and ``std_<metric>``."""
-    g = df.groupby(list(by), sort=False)
-    out = pd.DataFrame({m: g[f"{split}_{m}"].mean() for m in metrics})
-    for m in metrics:
-        out[f"std_{m}"] = g[f"{split}_{m}"].std(ddof=0)
-    out["n_seeds"] = g.size()
-    return out.reset_index()
+    """Mean and (population) standard deviation over seeds (:func:`~mmsheaf.runs.summary.over_repeats`):
+    columns ``*by``, every ``<metric>``, then every ``std_<metric>``, then ``n_seeds``."""
+    out = over_repeats(df, by, {m: f"{split}_{m}" for m in metrics}, count="n_seeds")
+    return out[[*by, *metrics, *(f"std_{m}" for m in metrics), "n_seeds"]]
 
 
 def tune(
