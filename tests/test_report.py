@@ -112,3 +112,27 @@ def test_number_formats_once_and_report_macros_writes_them(tmp_path, rep):
     rep.close()
     text = (tmp_path / "macros" / "00_datasets.tex").read_text()
     assert "\\newcommand{\\NumRuns}{1{,}317}" in text and "\\newcommand{\\Phrase}{Diag-NSD on \\emph{Texas}}" in text
+
+
+def test_git_commit_is_dirty_for_changed_code_not_for_changed_outputs(tmp_path, monkeypatch):
+    import subprocess
+
+    from mmsheaf.report.provenance import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "t.csv").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.delenv("MMSHEAF_OUTPUT", raising=False)
+    monkeypatch.setenv("MMSHEAF_ROOT", str(tmp_path))
+    clean = git_commit(tmp_path)
+    assert len(clean) == 40
+    (tmp_path / "figures" / "t.csv").write_text("b\n")
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == clean + "-dirty"

@@ -44,14 +44,22 @@ TRACKED_PACKAGES: tuple[str, ...] = (
 
 
 def git_commit(root: Path | None = None) -> str:
-    """The repository's commit, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
-    root = root or paths.repo_root()
+    """The repository's commit, with ``-dirty`` when tracked files other than the paper outputs differ from it;
+    ``unknown`` outside git.
+
+    The paper profile's outputs (``figures/``) are left out of the check: they are what the run writes, not
+    what made it, and ``make report`` moves each notebook's outputs into place before the next one starts,
+    which would mark every later notebook of the same run as made by changed code.
+    """
+    root = (root or paths.repo_root()).resolve()
+    outputs = paths.output_root("paper").resolve()
+    exclude = [f":(exclude){outputs.relative_to(root).as_posix()}"] if outputs.is_relative_to(root) else []
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *exclude],
             cwd=root, capture_output=True, text=True, check=True, timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
