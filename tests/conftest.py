@@ -56,3 +56,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 1 if str(item.fspath).endswith(".ipynb") else 0
 
     items.sort(key=rank)  # stable: the order within each group is kept
+
+
+@pytest.fixture
+def study_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A cache folder of the test's own for Optuna studies (``MMSHEAF_CACHE``), with Optuna's per-trial INFO
+    lines muted."""
+    import optuna
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MMSHEAF_CACHE", str(cache))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    yield cache
+    optuna.logging.set_verbosity(verbosity)

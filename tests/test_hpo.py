@@ -35,14 +35,9 @@ def quadratic(params: dict, trial: optuna.Trial) -> float:
 
 
 @pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Every study of a test lives under its own cache folder; Optuna's per-trial INFO lines are muted."""
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("MMSHEAF_CACHE", str(cache))
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield cache
-    optuna.logging.set_verbosity(verbosity)
+def _cache(study_cache: Path) -> Path:
+    """Every study of a test lives under its own cache folder (``study_cache`` of conftest)."""
+    return study_cache
 
 
 def params_of(study: optuna.Study) -> list[dict]:
