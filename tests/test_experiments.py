@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import torch
 import pytest
 
 from mmsheaf.data import CSBMConfig, contextual_sbm
@@ -19,8 +20,8 @@ from mmsheaf.nsd import graphs as nsd_graphs
 from mmsheaf.nsd import runs as nsd_runs
 from mmsheaf.nsd.protocol import Candidate, DatasetConfig, NsdProtocol
 from mmsheaf.nsd.runs import ExperimentSpec, run_experiments, summarise
-from mmsheaf.runs.cache import RunCache
-from mmsheaf.nsd.train import TrainConfig, TrainResult
+from mmsheaf.runs.cache import RunCache, RunsFailed
+from mmsheaf.nsd.train import NonFiniteTrainingError, TrainConfig, TrainResult, train_node_classifier
 
 CFG = TrainConfig(epochs=5, patience=5, seed=0)
 
@@ -193,19 +194,54 @@ def test_cache_file_is_valid_json_with_spec_and_result(tmp_path: Path, trainer: 
     assert TrainResult(**cache.get(spec)["result"]) == TrainResult(**payload["result"])
 
 
-def test_interrupted_run_keeps_finished_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_run_is_recorded_not_cached_and_the_rerun_retries_only_it(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     cache = RunCache(tmp_path)
     failing = FakeTrainer(fail_at=2)
     monkeypatch.setattr(nsd_runs, "train_node_classifier", failing)
-    with pytest.raises(RuntimeError, match="interrupted"):
+    with pytest.raises(RunsFailed, match=r"1 run\(s\) failed[\s\S]*a mlp split 1[\s\S]*interrupted") as info:
         run_experiments(grid(), cache, data_loader=CountingLoader(), progress=False)
-    assert len(cache) == 1 and grid()[0] in cache and grid()[1] not in cache
+    assert len(info.value.failures) == 1 and len(failing.calls) == 8  # the other runs went on
+    assert len(cache) == 7 and grid()[1] not in cache
+    assert list(cache.failures().values()) == ["RuntimeError: interrupted"]
 
     resumed = FakeTrainer()
     monkeypatch.setattr(nsd_runs, "train_node_classifier", resumed)
     df = run_experiments(grid(), cache, data_loader=CountingLoader(), progress=False)
-    assert len(resumed.calls) == 7
-    assert df["cached"].tolist() == [True] + [False] * 7
+    assert resumed.calls == [("mlp", 1, {"hidden_channels": 8})]
+    assert df["cached"].tolist() == [True, False] + [True] * 6 and cache.failures() == {}
+
+
+def test_nan_features_fail_the_run_loudly_and_nothing_is_cached(tmp_path: Path) -> None:
+    """NaN node features used to train to accuracies of 0.0, which the loop cached as a finished run."""
+
+    def poisoned(name: str):
+        data = CountingLoader()(name)
+        data.x[3] = float("nan")
+        return data
+
+    spec = ExperimentSpec("a", "diag-nsd", 0, {"d": 2, "layers": 1, "hidden_channels": 4},
+                          TrainConfig(epochs=3, patience=3))  # fmt: skip
+    cache = RunCache(tmp_path)
+    with pytest.raises(RunsFailed, match="1 of .* nodes have NaN or infinite features"):
+        run_experiments([spec], cache, data_loader=poisoned, progress=False)
+    assert len(cache) == 0 and spec.key() in cache.failures()
+    df = run_experiments([spec], cache, data_loader=CountingLoader(), progress=False)  # repaired data: retried
+    assert df["cached"].tolist() == [False] and cache.failures() == {}
+
+
+def test_a_run_that_never_has_a_finite_score_raises_instead_of_reporting_zeros() -> None:
+    class NanModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, x, edge_index):
+            return torch.full((x.size(0), 3), float("nan")) * self.w
+
+    data = CountingLoader()("a")
+    with pytest.raises(NonFiniteTrainingError, match="NanModel .* training loss was not finite at epoch 1"):
+        train_node_classifier(NanModel(), data, 0, cfg=TrainConfig(epochs=3, patience=3))
 
 
 def test_corrupt_cache_file_is_recomputed(tmp_path: Path, trainer: FakeTrainer) -> None:

@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
+from mmsheaf.runs.cache import KeyedSpec, RunCache, RunsFailed, run_cached
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,23 @@ def test_an_error_keeps_the_finished_runs(tmp_path):
             raise RuntimeError("diverged")
         return {"ok": True}
 
-    with pytest.raises(RuntimeError, match="diverged"):
-        run_cached([Spec("good"), Spec("bad")], cache, run, lambda s, r: dict(r), progress=False)
-    assert cache.get(Spec("good")) is not None and cache.get(Spec("bad")) is None
+    with pytest.raises(RunsFailed, match="diverged"):
+        run_cached([Spec("bad"), Spec("good")], cache, run, lambda s, r: dict(r), progress=False)
+    assert cache.get(Spec("good")) is not None and cache.get(Spec("bad")) is None  # the loop went on
+    assert cache.failures() == {Spec("bad").key(): "RuntimeError: diverged"}
+    assert cache.failure_path(Spec("bad")).suffix == ".failed" and len(cache) == 1  # never a result
+
+
+def test_keyboard_interrupt_stops_the_loop_at_once(tmp_path):
+    cache, calls = RunCache(tmp_path), []
+
+    def run(spec):
+        calls.append(spec.name)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cached([Spec("a"), Spec("b")], cache, run, lambda s, r: dict(r), progress=False)
+    assert calls == ["a"] and cache.failures() == {}
 
 
 def test_a_reverse_worker_runs_from_the_other_end_and_returns_rows_in_order(tmp_path, monkeypatch):

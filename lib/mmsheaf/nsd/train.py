@@ -33,6 +33,7 @@ from ..runs.keys import set_seed
 from .registry import build_node_model
 
 __all__ = [
+    "NonFiniteTrainingError",
     "SHEAF_PARAM_TAG",
     "TrainConfig",
     "TrainResult",
@@ -42,6 +43,11 @@ __all__ = [
     "split_masks",
     "train_node_classifier",
 ]
+
+
+class NonFiniteTrainingError(ValueError):
+    """A training run produced no finite validation score: it has no result to report."""
+
 
 SHEAF_PARAM_TAG = "sheaf_learner"
 """Parameters whose qualified names contain this string get ``TrainConfig.sheaf_decay``."""
@@ -199,6 +205,11 @@ def train_node_classifier(
         :class:`TrainResult`. Training stops early when the training loss is not finite (the best epoch so far
         is reported).
 
+    Raises:
+        ValueError: the node features hold NaN or infinite values.
+        NonFiniteTrainingError: no epoch gave a finite validation score (e.g. the loss was NaN from the first
+            epoch): there is no result to report, rather than accuracies of 0.
+
     Shapes:
         - **data.x:** :math:`(N, F)`, **data.y:** :math:`(N,)`, **data.edge_index:** :math:`(2, |E|)`
     """
@@ -207,6 +218,10 @@ def train_node_classifier(
     device = torch.device(cfg.device)
     train_mask, val_mask, test_mask = (m.to(device) for m in split_masks(data, split))
     x, y, edge_index = data.x.to(device), data.y.to(device), data.edge_index.to(device)
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).any(dim=1).sum())
+        raise ValueError(f"{getattr(data, 'name', 'the graph')}: {bad} of {x.size(0)} nodes have NaN or infinite "
+                         "features; repair or drop them before training.")  # fmt: skip
 
     set_seed(cfg.seed)
     if isinstance(model_name_or_model, str):
@@ -225,7 +240,7 @@ def train_node_classifier(
     optimizer = make_optimizer(model, cfg)
 
     best = {"train": 0.0, "val": 0.0, "test": 0.0, "epoch": 0}
-    best_val_loss, best_val_acc, bad_epochs, epoch = math.inf, -math.inf, 0, 0
+    best_val_loss, best_val_acc, bad_epochs, epoch, nonfinite_at = math.inf, -math.inf, 0, 0, 0
     bar = None
     if progress:
         from tqdm import tqdm
@@ -238,6 +253,7 @@ def train_node_classifier(
             optimizer.zero_grad()
             loss = F.cross_entropy(model(x, edge_index)[train_mask], y[train_mask])
             if not torch.isfinite(loss):
+                nonfinite_at = epoch
                 break
             loss.backward()
             optimizer.step()
@@ -268,6 +284,13 @@ def train_node_classifier(
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
+    if best["epoch"] == 0:  # nothing to report: never a 0.0 accuracy from garbage
+        cause = (f"the training loss was not finite at epoch {nonfinite_at}" if nonfinite_at
+                 else "the validation score was never finite (an empty validation split?)")  # fmt: skip
+        raise NonFiniteTrainingError(
+            f"{type(model).__name__} produced no usable epoch: {cause}. Check the inputs for NaN or infinite "
+            "values and the learning rate."
+        )
     epochs_run = max(epoch, 1)
     return TrainResult(
         train_acc=best["train"],

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import json
+import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_text_atomic
 from .keys import canonical_json, spec_key, worker_order
 
-__all__ = ["KeyedSpec", "RunCache", "run_cached"]
+__all__ = ["KeyedSpec", "RunCache", "RunsFailed", "run_cached"]
 
 
 class KeyedSpec:
@@ -62,6 +63,20 @@ class KeyedSpec:
 
 
 S = TypeVar("S", bound=KeyedSpec)
+
+
+class RunsFailed(RuntimeError):
+    """Some runs of a :func:`run_cached` call raised: each is named with its error; none was cached as a result.
+
+    Attributes:
+        failures: ``[(label, key, error text)]`` in run order.
+    """
+
+    def __init__(self, failures: list[tuple[str, str, str]], done: int) -> None:
+        self.failures = failures
+        lines = "\n".join(f"  - {label} (run {key[:12]}): {error}" for label, key, error in failures)
+        super().__init__(f"{len(failures)} run(s) failed and were not cached as results ({done} others finished "
+                         f"and are cached); fix the cause and run again to retry only these:\n{lines}")
 
 
 class RunCache:
@@ -107,6 +122,26 @@ class RunCache:
 
     def __contains__(self, spec: object) -> bool:
         return isinstance(spec, KeyedSpec) and self.get(spec) is not None
+
+    def failure_path(self, spec: KeyedSpec | str) -> Path:
+        """Where a failed run's error is kept (``<key>.failed``: never read as a result, nor kept in a ledger)."""
+        return self.folder / f"{spec if isinstance(spec, str) else spec.key()}.failed"
+
+    def put_failure(self, spec: KeyedSpec, error: BaseException, key: str | None = None) -> Path:
+        """Record that ``spec`` failed with ``error`` (the run stays missing, so the next run retries it)."""
+        record = {"spec": json.loads(canonical_json(spec.describe())), "error": f"{type(error).__name__}: {error}",
+                  "traceback": "".join(traceback.format_exception(error))}  # fmt: skip
+        return write_text_atomic(self.failure_path(key or spec), json.dumps(record, indent=1, sort_keys=True))
+
+    def failures(self) -> dict[str, str]:
+        """``{key: error}`` of the runs recorded as failed and not finished since."""
+        out = {}
+        for path in sorted(self.folder.glob("*.failed")) if self.folder.is_dir() else []:
+            try:
+                out[path.stem] = json.loads(path.read_text(encoding="utf-8"))["error"]
+            except (OSError, ValueError, KeyError, TypeError):
+                out[path.stem] = "unreadable failure record"
+        return out
 
     def keys(self) -> list[str]:
         """Keys of the stored runs."""
@@ -163,18 +198,32 @@ def run_cached(
                disable=not progress or not todo)  # fmt: skip
     rows: list[dict[str, Any]] = [{} for _ in specs]
     ran_at: dict[str, int] = {}  # key -> the row whose spec this call ran
+    failed: dict[str, tuple[str, str, str]] = {}
     try:
         for i, spec in worker_order(list(enumerate(specs))):
             key = keys[i]
+            if key in failed:
+                continue
             if key not in hits:  # only missing runs are looked up again: another worker may have done one
                 hit = cache.get(spec, key)
                 if hit is None:
                     bar.set_postfix_str(label(spec))
-                    hit = cache.put(spec, run(spec), key)
+                    try:
+                        result = run(spec)
+                    except Exception as exc:  # noqa: BLE001 - recorded, named and raised below
+                        cache.put_failure(spec, exc, key)
+                        failed[key] = (label(spec), key, f"{type(exc).__name__}: {exc}")
+                        bar.update(1)
+                        continue
+                    hit = cache.put(spec, result, key)
+                    cache.failure_path(key).unlink(missing_ok=True)
                     ran_at[key] = i
                 hits[key] = hit
                 bar.update(1)  # a spec listed twice runs once and counts once
             rows[i] = {**row(spec, hits[key]["result"]), "key": key, "cached": ran_at.get(key) != i}
     finally:
         bar.close()
+    if failed:
+        order = {k: n for n, k in enumerate(keys)}
+        raise RunsFailed(sorted(failed.values(), key=lambda f: order[f[1]]), done=len(hits))
     return pd.DataFrame(rows)
