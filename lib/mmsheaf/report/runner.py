@@ -18,7 +18,6 @@ Command line: ``python -m mmsheaf report --profile smoke`` (see :mod:`mmsheaf.__
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
