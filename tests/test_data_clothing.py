@@ -194,8 +194,10 @@ def test_missing_csv_raises_dataset_not_found(tmp_path: Path, task: str) -> None
 
 @pytest.fixture
 def tiny_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A data root holding the tiny CSV; the text cache goes to ``tmp_path/"cache"``."""
+    """A data root holding the tiny CSV at the real file's path (so the sha256 check is off); the text cache
+    goes to ``tmp_path/"cache"``."""
     monkeypatch.setenv("MMSHEAF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MMSHEAF_CHECK_HASHES", "0")
     root = tmp_path / "data"
     _write_csv(root, _tiny_frame())
     return root

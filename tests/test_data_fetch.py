@@ -19,7 +19,10 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
 
 
 @pytest.fixture()
-def mirror(tmp_path: Path) -> Path:
+def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A made-up mirror whose files have the real files' paths but not their contents, so the size and
+    sha256 check is off here (tests/test_data_integrity.py tests it)."""
+    monkeypatch.setenv("MMSHEAF_CHECK_HASHES", "0")
     base = tmp_path / "mirror"
     files = {
         "README.md": "mirror notes",

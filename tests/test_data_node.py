@@ -17,6 +17,7 @@ from torch_geometric.utils import contains_self_loops, is_undirected
 from mmsheaf.data import (
     NODE_DATASETS,
     DatasetNotFoundError,
+    RawFileMismatchError,
     degree_and_local_homophily,
     fill_data_root,
     graph_stats,
@@ -172,9 +173,12 @@ def _write_fake_webkb(raw: Path, name: str) -> None:
         )
 
 
-def test_pipeline_on_a_fake_webkb_layout(tmp_path: Path) -> None:
+def test_pipeline_on_a_fake_webkb_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _write_fake_webkb(tmp_path / "WebKB" / "texas" / "raw", "texas")
     assert missing_node_files("texas", tmp_path) == []
+    with pytest.raises(RawFileMismatchError, match="12 raw file"):  # not Texas's files: refused ...
+        load_node_dataset("texas", root=tmp_path, download=False)
+    monkeypatch.setenv("MMSHEAF_CHECK_HASHES", "0")  # ... unless the user says they changed them on purpose
     data = load_node_dataset("texas", root=tmp_path, download=False)
     assert data.name == "texas"
     assert is_undirected(data.edge_index) and not contains_self_loops(data.edge_index)

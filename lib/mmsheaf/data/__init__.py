@@ -15,13 +15,18 @@
 - :mod:`~mmsheaf.data.text_cache`: sentence embeddings cached on disk per model and text (:func:`embed_texts`).
 - :mod:`~mmsheaf.data.stats`: dataset statistics (sizes, homophily, missing values).
 - :mod:`~mmsheaf.data.fetch`: fill the data root from a mirror folder (:func:`fill_data_root`).
+- :mod:`~mmsheaf.data.integrity`: size and sha256 of every raw file of the mirror, checked by the loaders
+  and :func:`fill_data_root` (:func:`verify_known_files`, :class:`RawFileMismatchError`).
+- :mod:`~mmsheaf.data.validate`: structural checks of every loaded dataset (:class:`DatasetValidationError`).
 
 Where data lives is set once, by :func:`mmsheaf.paths.data_root` (``MMSHEAF_DATA``); ``MMSHEAF_OFFLINE=1``
-forbids downloads. Missing files raise :class:`DatasetNotFoundError` with instructions.
+forbids downloads. Missing files raise :class:`DatasetNotFoundError` with instructions; present but damaged
+ones raise :class:`RawFileMismatchError` or :class:`DatasetValidationError` (both ``ValueError``).
 """
 
-from mmsheaf.data.errors import DatasetNotFoundError
+from mmsheaf.data.errors import DatasetNotFoundError, DatasetValidationError, RawFileMismatchError
 from mmsheaf.data.fetch import fill_data_root, mirror_files
+from mmsheaf.data.integrity import known_files, verify_known_files
 from mmsheaf.data.interactions import MODALITIES, InteractionData
 from mmsheaf.data.movielens import load_ml100k
 from mmsheaf.data.node_datasets import (
@@ -48,8 +53,10 @@ __all__ = [
     "TABLE_DATASETS",
     "CSBMConfig",
     "DatasetNotFoundError",
+    "DatasetValidationError",
     "InteractionData",
     "NodeDatasetSpec",
+    "RawFileMismatchError",
     "TableDatasetSpec",
     "contextual_sbm",
     "default_text_model",
@@ -57,6 +64,7 @@ __all__ = [
     "embed_texts",
     "fill_data_root",
     "graph_stats",
+    "known_files",
     "load_clothing_reviews",
     "load_ml100k",
     "load_mnist5k",
@@ -67,4 +75,5 @@ __all__ = [
     "node_dataset_names",
     "random_split_masks",
     "table_stats",
+    "verify_known_files",
 ]

@@ -3,6 +3,16 @@
 Every loader in :mod:`mmsheaf.data` checks its expected raw files *before* it reads anything, and raises
 :class:`DatasetNotFoundError` with the same kind of message: which dataset, which data root, which files are
 missing (full paths), and the ways to provide them (copy from a mirror, place by hand, or download).
+
+Two more errors, both ``ValueError`` subclasses, for files that are there but wrong:
+
+- :class:`RawFileMismatchError`: a raw file's size or sha256 differs from the one the project knows
+  (:mod:`~mmsheaf.data.integrity`); the message names the file, what was expected, what was found and how
+  to restore it.
+- :class:`DatasetValidationError`: a loaded dataset fails a structural check (:mod:`~mmsheaf.data.validate`):
+  features for fewer nodes than the graph has, an edge to a node that does not exist, a line that does not
+  parse, counts that disagree with the dataset's own metadata. The message names the dataset, the file and
+  the check.
 """
 
 from __future__ import annotations
@@ -23,6 +33,11 @@ MIRROR_HINT = (
     "or place the files at the paths above by hand"
 )
 
+RESTORE_HINT = (
+    "delete it and run `make data DATA_MIRROR=/path/to/mirror` (or `python -m mmsheaf data --mirror "
+    "/path/to/mirror`), which copies it again from a mirror folder laid out like the project's shared data folder"
+)
+
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's raw files are not in the data root (and could not be downloaded).
@@ -30,6 +45,18 @@ class DatasetNotFoundError(FileNotFoundError):
     A subclass of :class:`FileNotFoundError`, so ``except FileNotFoundError`` also catches it. The message
     names the dataset, the data root, the missing files and how to provide them.
     """
+
+
+class DatasetFileError(ValueError):
+    """A raw file is present but wrong (base class of the two errors below)."""
+
+
+class RawFileMismatchError(DatasetFileError):
+    """A raw file's size or sha256 differs from the one the project knows for its path."""
+
+
+class DatasetValidationError(DatasetFileError):
+    """A loaded dataset fails a structural check; the message names the dataset, the file and the check."""
 
 
 def offline() -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mmsheaf import paths
+from mmsheaf.data.integrity import CHECK_HASHES_ENV, verify_known_files
 from mmsheaf.data.node_datasets import NODE_DATASETS, NODE_DATASET_ALIASES
 from mmsheaf.data.tables import TABLE_DATASETS
 
@@ -92,10 +93,15 @@ def fill_data_root(
             expected raw files) or a file or folder relative to the mirror (everything under it). ``None``
             copies everything.
 
+    Known files (:mod:`~mmsheaf.data.integrity`) are checked against their size and sha256 in the mirror
+    before anything is copied, and in the data root afterwards (digests are cached, so a second call hashes
+    nothing).
+
     Returns:
         The destination paths of the files copied by this call (empty when all were up to date).
 
     Raises:
+        RawFileMismatchError: a known file differs, in the mirror (nothing is copied) or in the data root.
         ValueError: the mirror is missing, the data root is the mirror or inside it, or an ``only`` entry
             matches nothing.
     """
@@ -110,6 +116,9 @@ def fill_data_root(
     if only is not None:
         files = _select(files, only, base)
 
+    verify_known_files(
+        base, files, dataset="mirror", label=f"The data mirror {base}", advice=_MIRROR_ADVICE.format(mirror=base)
+    )
     copied: list[Path] = []
     for rel in files:
         src, dst = base / rel, dest / rel
@@ -120,4 +129,12 @@ def fill_data_root(
         shutil.copy2(src, tmp)
         os.replace(tmp, dst)
         copied.append(dst)
+    verify_known_files(dest, files, dataset="data root", label=f"The data root {dest}")
     return copied
+
+
+_MIRROR_ADVICE = (
+    "These files are damaged in the mirror {mirror} itself, so nothing was copied. Replace them from their "
+    "source (the mirror's README.md says where each comes from) or point DATA_MIRROR (--mirror) to another "
+    f"copy; set {CHECK_HASHES_ENV}=0 only if you changed them on purpose."
+)

@@ -13,6 +13,8 @@ are Texas's, which the NSD paper used (edge homophily about 0.30).
 from __future__ import annotations
 
 import difflib
+import json
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +27,18 @@ from torch_geometric.datasets import Actor, Planetoid, WebKB, WikipediaNetwork
 from torch_geometric.utils import remove_self_loops, to_undirected
 
 from mmsheaf import paths
+from mmsheaf.atomic import write_json_atomic
 from mmsheaf.data.errors import (
     OFFLINE_ENV,
     DatasetNotFoundError,
+    DatasetValidationError,
     downloads_allowed,
     missing_files,
     not_found_message,
 )
+from mmsheaf.data.integrity import verify_known_files
 from mmsheaf.data.synthetic import contextual_sbm
+from mmsheaf.data.validate import first_unparsable_line, invalid, validate_node_graph
 
 __all__ = [
     "GEOM_GCN_1C4C04F",
@@ -76,6 +82,7 @@ class NodeDatasetSpec:
         source: One line on where the files come from.
         display: Label for tables and figures, e.g. ``"Cornell (NSD-era)"``.
         note: Extra remark shown when files are missing (e.g. a file known to be absent from the mirror).
+        classes: Number of classes; loaded labels must lie in ``0 .. classes - 1``.
     """
 
     name: str
@@ -86,6 +93,7 @@ class NodeDatasetSpec:
     source: str = ""
     display: str = ""
     note: str | None = None
+    classes: int | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -97,7 +105,7 @@ def _splits(folder: str, prefix: str) -> tuple[str, ...]:
     return tuple(f"{folder}/{prefix}_split_0.6_0.2_{i}.npz" for i in range(10))
 
 
-def _planetoid(name: str, display: str, note: str | None = None) -> NodeDatasetSpec:
+def _planetoid(name: str, display: str, classes: int, note: str | None = None) -> NodeDatasetSpec:
     low = name.lower()
     folder = f"Planetoid/{name}/geom-gcn/raw"
     parts = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -110,6 +118,7 @@ def _planetoid(name: str, display: str, note: str | None = None) -> NodeDatasetS
         source="Planetoid ind.* files (kimiyoung/planetoid) + geom-gcn splits",
         display=display,
         note=note,
+        classes=classes,
     )
 
 
@@ -126,6 +135,7 @@ def _webkb(
         + _splits(folder, name),
         source=source or "WebKB (CMU) via geom-gcn master new_data/ + splits/",
         display=display,
+        classes=5,
     )
 
 
@@ -140,6 +150,7 @@ def _wikipedia(name: str, display: str) -> NodeDatasetSpec:
         + _splits(folder, name),
         source="Wikipedia network (Rozemberczki et al.) preprocessed by geom-gcn f1fc0d1",
         display=display,
+        classes=5,
     )
 
 
@@ -166,6 +177,7 @@ _SPECS: tuple[NodeDatasetSpec, ...] = (
         + _splits("Actor/raw", "film"),
         source="actor co-occurrence graph (Tang et al., KDD 2009) via geom-gcn master",
         display="Film",
+        classes=5,
     ),
     _wikipedia("squirrel", "Squirrel"),
     _wikipedia("chameleon", "Chameleon"),
@@ -177,9 +189,9 @@ _SPECS: tuple[NodeDatasetSpec, ...] = (
         source="WebKB Cornell edges with Texas's features/labels, geom-gcn commit 1c4c04f (as used by NSD)",
     ),
     _webkb("cornell", "Cornell", source="WebKB Cornell, corrected files of geom-gcn master (3cc5710 on)"),
-    _planetoid("CiteSeer", "CiteSeer"),
-    _planetoid("PubMed", "PubMed", note=_PUBMED_NOTE),
-    _planetoid("Cora", "Cora"),
+    _planetoid("CiteSeer", "CiteSeer", 6),
+    _planetoid("PubMed", "PubMed", 3, note=_PUBMED_NOTE),
+    _planetoid("Cora", "Cora", 7),
     NodeDatasetSpec(
         name="csbm",
         factory=_csbm_factory,
@@ -286,17 +298,29 @@ def load_node_dataset(name: str, root: str | Path | None = None, download: bool 
         why = "download=False" if download is False else f"{OFFLINE_ENV}=1"
         raise _not_found(spec, base, missing, f"Downloads are off ({why}), so nothing was downloaded.")
 
+    restore = [_download_hint(spec, base)]
+    verify_known_files(base, spec.raw_files, dataset=spec.name, restore=restore)
+    processed = _processed_dir(spec, base)
+    if processed is not None and not missing:
+        _drop_stale_processed(processed, base, spec.raw_files)
+
     dataset_root = str(base / spec.subdir) if spec.subdir else str(base)
     try:
         dataset = spec.factory(root=dataset_root, **spec.kwargs)
     except Exception as exc:
         if not missing:
-            raise
+            raise _unreadable(spec, base, exc) from exc
         still_missing = missing_files(base, spec.raw_files) or list(missing)
         reason = f"The download attempt failed: {type(exc).__name__}: {exc}"
         raise _not_found(spec, base, still_missing, reason) from exc
+    if missing:  # PyG downloaded them: check them as the copied ones are
+        verify_known_files(base, spec.raw_files, dataset=spec.name, restore=restore)
+    if processed is not None:
+        _stamp_processed(processed, base, spec.raw_files)
     data = dataset[0]
 
+    roles = _raw_roles(base, spec.raw_files)
+    validate_node_graph(data, spec.name, roles, classes=spec.classes)
     edge_index, _ = remove_self_loops(data.edge_index)
     data.edge_index = to_undirected(edge_index, num_nodes=data.num_nodes)
     for key in ("train_mask", "val_mask", "test_mask"):
@@ -305,3 +329,83 @@ def load_node_dataset(name: str, root: str | Path | None = None, download: bool 
             data[key] = mask.to(torch.bool)  # Planetoid's geom-gcn masks are uint8
     data.name = spec.name
     return data
+
+
+_PLANETOID_ROLES = {
+    "x": "features", "tx": "features", "allx": "features", "test.index": "features",
+    "y": "labels", "ty": "labels", "ally": "labels", "graph": "edges",
+}  # fmt: skip
+_TEXT_FIELDS = {"out1_node_feature_label.txt": ("int", "numbers", "int"), "out1_graph_edges.txt": ("int", "int")}
+
+
+def _raw_roles(base: Path, raw_files: Sequence[str]) -> dict[str, list[Path]]:
+    """The raw files by what they hold (features, labels, edges, splits), for the structural checks."""
+    roles: dict[str, list[Path]] = {}
+    for rel in raw_files:
+        name = Path(rel).name
+        if name.endswith(".npz"):
+            kinds = ["splits"]
+        elif name == "out1_node_feature_label.txt":
+            kinds = ["features", "labels"]
+        elif name == "out1_graph_edges.txt":
+            kinds = ["edges"]
+        else:  # ind.<name>.<part>
+            kinds = [_PLANETOID_ROLES.get(name.split(".", 2)[-1], "features")]
+        for kind in kinds:
+            roles.setdefault(kind, []).append(base / rel)
+    return roles
+
+
+def _unreadable(spec: NodeDatasetSpec, base: Path, exc: Exception) -> DatasetValidationError:
+    """PyG could not read present raw files: name the first line that does not parse, or all the files."""
+    for rel in spec.raw_files:
+        fields = _TEXT_FIELDS.get(Path(rel).name)
+        where = first_unparsable_line(base / rel, fields) if fields else None
+        if where:
+            return invalid(spec.name, base / rel, f"the file does not parse at {where}")
+    files = [base / rel for rel in spec.raw_files]
+    name = getattr(spec.factory, "__name__", spec.factory)
+    return invalid(spec.name, files, f"PyG's {name} could not read the raw files: {type(exc).__name__}: {exc}")
+
+
+def _download_hint(spec: NodeDatasetSpec, base: Path) -> str:
+    name = getattr(spec.factory, "__name__", spec.factory)
+    return f"let PyG's {name} download it again (delete it, unset {OFFLINE_ENV}, load with download=True)"
+
+
+PROCESSED_STAMP = "mmsheaf_raw_files.json"
+"""Written into PyG's ``processed/`` folder: size and modification time of the raw files it was built from."""
+
+
+def _processed_dir(spec: NodeDatasetSpec, base: Path) -> Path | None:
+    """PyG's ``processed/`` folder of ``spec``: next to its ``raw/`` folder (every class used here)."""
+    return base / Path(spec.raw_files[0]).parent.parent / "processed" if spec.raw_files else None
+
+
+def _raw_stamp(base: Path, raw_files: Sequence[str]) -> dict[str, list[int]]:
+    stamp = {}
+    for rel in raw_files:
+        stat = (base / rel).stat()
+        stamp[rel] = [stat.st_size, stat.st_mtime_ns]
+    return stamp
+
+
+def _drop_stale_processed(processed: Path, base: Path, raw_files: Sequence[str]) -> None:
+    """Delete PyG's ``processed/`` when it was built from other raw files (or unknown ones).
+
+    PyG reuses ``processed/`` without looking at ``raw/`` again, so a restored or replaced raw file would
+    otherwise never be read, and a damaged one would be noticed only by the hash check.
+    """
+    if not processed.is_dir():
+        return
+    try:
+        recorded = json.loads((processed / PROCESSED_STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    if recorded != _raw_stamp(base, raw_files):
+        shutil.rmtree(processed)
+
+
+def _stamp_processed(processed: Path, base: Path, raw_files: Sequence[str]) -> None:
+    if processed.is_dir() and not (processed / PROCESSED_STAMP).is_file():
+        write_json_atomic(processed / PROCESSED_STAMP, _raw_stamp(base, raw_files))

@@ -21,6 +21,8 @@ import pandas as pd
 
 from mmsheaf import paths
 from mmsheaf.data.errors import DatasetNotFoundError, missing_files, not_found_message
+from mmsheaf.data.integrity import verify_known_files
+from mmsheaf.data.validate import invalid, validate_images, validate_movielens100k, validate_table
 
 __all__ = [
     "TABLE_DATASETS",
@@ -32,8 +34,12 @@ __all__ = [
 
 CLOTHING_FILE = "WomensClothingReviews/raw/Womens Clothing E-Commerce Reviews.csv"
 MOVIELENS_DIR = "MovieLens100K/raw"
-MOVIELENS_FILES = tuple(f"{MOVIELENS_DIR}/{f}" for f in ("u.data", "u.user", "u.item", "u.genre"))
+MOVIELENS_FILES = tuple(f"{MOVIELENS_DIR}/{f}" for f in ("u.data", "u.user", "u.item", "u.genre", "u.info"))
 MNIST5K_FILE = "MNIST5k/raw/mnist_5k.csv.gz"
+CLOTHING_COLUMNS = (
+    "Clothing ID", "Age", "Title", "Review Text", "Rating", "Recommended IND", "Positive Feedback Count",
+    "Division Name", "Department Name", "Class Name",
+)  # fmt: skip
 
 
 def _root(root: str | Path | None) -> Path:
@@ -41,9 +47,19 @@ def _root(root: str | Path | None) -> Path:
 
 
 def _require(name: str, root: Path, relative: Sequence[str], alternatives: Sequence[str]) -> None:
+    """Raise if a file is missing or differs from its known size and sha256 (before anything is read)."""
     missing = missing_files(root, relative)
     if missing:
         raise DatasetNotFoundError(not_found_message(name, root, missing, alternatives=alternatives))
+    verify_known_files(root, relative, dataset=name)
+
+
+def _read(name: str, path: Path, reader: Callable[..., pd.DataFrame], *args: Any, **kwargs: Any) -> pd.DataFrame:
+    """``reader(path, ...)``, with a parse failure re-raised naming the dataset and the file."""
+    try:
+        return reader(path, *args, **kwargs)
+    except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
+        raise invalid(name, path, f"the file does not parse: {type(exc).__name__}: {exc}") from exc
 
 
 def load_clothing_reviews(root: str | Path | None = None) -> pd.DataFrame:
@@ -67,8 +83,16 @@ def load_clothing_reviews(root: str | Path | None = None) -> pd.DataFrame:
             f"unchanged, at {base / CLOTHING_FILE}"
         ],
     )
-    df = pd.read_csv(base / CLOTHING_FILE, index_col=0)
-    return df.reset_index(drop=True)
+    df = _read("clothing", base / CLOTHING_FILE, pd.read_csv, index_col=0).reset_index(drop=True)
+    validate_table(
+        df,
+        "clothing",
+        base / CLOTHING_FILE,
+        columns=CLOTHING_COLUMNS,
+        integer=("Clothing ID", "Rating", "Recommended IND", "Positive Feedback Count"),
+        ranges={"Rating": (1, 5), "Recommended IND": (0, 1), "Age": (0, 150), "Positive Feedback Count": (0, 1e6)},
+    )
+    return df
 
 
 def load_movielens100k(root: str | Path | None = None) -> dict[str, pd.DataFrame]:
@@ -95,29 +119,27 @@ def load_movielens100k(root: str | Path | None = None) -> dict[str, pd.DataFrame
             "from GroupLens and extracts all its files into raw/"
         ],
     )
-    folder = base / MOVIELENS_DIR
-    genres = pd.read_csv(
-        folder / "u.genre", sep="|", header=None, names=["genre", "index"], encoding="latin-1"
+    folder, name = base / MOVIELENS_DIR, "movielens100k"
+    genres = _read(
+        name, folder / "u.genre", pd.read_csv, sep="|", header=None, names=["genre", "index"], encoding="latin-1"
     )
     genres = genres.dropna().sort_values("index")["genre"].tolist()
-    ratings = pd.read_csv(
-        folder / "u.data", sep="\t", header=None, names=["user_id", "item_id", "rating", "timestamp"]
-    )
-    users = pd.read_csv(
-        folder / "u.user",
-        sep="|",
-        header=None,
-        names=["user_id", "age", "gender", "occupation", "zip_code"],
-        dtype={"zip_code": str},
-    )
-    items = pd.read_csv(
-        folder / "u.item",
-        sep="|",
-        header=None,
+    ratings = _read(
+        name, folder / "u.data", pd.read_csv, sep="\t", header=None,
+        names=["user_id", "item_id", "rating", "timestamp"],
+    )  # fmt: skip
+    users = _read(
+        name, folder / "u.user", pd.read_csv, sep="|", header=None,
+        names=["user_id", "age", "gender", "occupation", "zip_code"], dtype={"zip_code": str},
+    )  # fmt: skip
+    items = _read(
+        name, folder / "u.item", pd.read_csv, sep="|", header=None,
         names=["item_id", "title", "release_date", "video_release_date", "imdb_url", *genres],
         encoding="latin-1",
-    )
-    return {"ratings": ratings, "users": users, "items": items}
+    )  # fmt: skip
+    tables = {"ratings": ratings, "users": users, "items": items}
+    validate_movielens100k(tables, folder)
+    return tables
 
 
 def load_mnist5k(root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +166,10 @@ def load_mnist5k(root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray
             f"it at {base / MNIST5K_FILE}"
         ],
     )
-    values = pd.read_csv(base / MNIST5K_FILE, header=None).to_numpy()
+    values = _read("mnist5k", base / MNIST5K_FILE, pd.read_csv, header=None).to_numpy()
+    if values.ndim != 2 or values.shape[1] != 785:
+        raise invalid("mnist5k", base / MNIST5K_FILE, f"{values.shape} values, expected 785 columns per row")
+    validate_images(values[:, :-1], values[:, -1], "mnist5k", base / MNIST5K_FILE, width=784, classes=10)
     return values[:, :-1].astype(np.uint8), values[:, -1].astype(np.int64)
 
 
