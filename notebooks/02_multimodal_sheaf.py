@@ -55,6 +55,7 @@ ABLATIONS = {
 }
 ROBUSTNESS = [0.0, 0.5, 1.0]
 COLD_MODELS = ["vbpr", "late-fusion", "mm-sheaf"]
+COLD_EPOCHS = 2
 MAP_MODEL = "mm-sheaf"
 
 # %%
@@ -72,14 +73,16 @@ from mmsheaf.runs.ledger import ledger_path, seed_cache
 
 params = dict(DATA_OPTIONS=DATA_OPTIONS, MODELS=MODELS, MULTIMODAL=MULTIMODAL, HPARAMS=HPARAMS, TRAIN=TRAIN,
               SEARCH=SEARCH, MODEL_SEARCH=MODEL_SEARCH, HPO_TRIALS=HPO_TRIALS, SEEDS=SEEDS, ABLATIONS=ABLATIONS,
-              ROBUSTNESS=ROBUSTNESS, COLD_MODELS=COLD_MODELS, MAP_MODEL=MAP_MODEL)  # fmt: skip
+              ROBUSTNESS=ROBUSTNESS, COLD_MODELS=COLD_MODELS, COLD_EPOCHS=COLD_EPOCHS,
+              MAP_MODEL=MAP_MODEL)  # fmt: skip
 rep = Report("02_multimodal_sheaf", PROFILE, params=params)
 cache = proto.RecRunCache()
 reused = seed_cache(ledger_path("02_multimodal_sheaf", PROFILE))  # finished runs kept with the outputs
 display = {m: resolve_recommender(m).display for m in recommender_names()}
 plan = RecPlan(MODELS, SEEDS, hparams=HPARAMS, train=TRAIN, search=SEARCH, model_search=MODEL_SEARCH,
                trials=HPO_TRIALS, data_options=DATA_OPTIONS, robustness=ROBUSTNESS, map_model=MAP_MODEL,
-               ablated="mm-sheaf", ablations=ABLATIONS, cold_models=COLD_MODELS)  # what is run, in order
+               ablated="mm-sheaf", ablations=ABLATIONS, cold_models=COLD_MODELS,
+               cold_epochs=COLD_EPOCHS)  # what is run, in order
 print(f"profile={PROFILE}  run cache={cache.folder} ({reused} runs from the ledger)  outputs -> {rep.out_dir}")
 
 # %% [markdown]
@@ -155,7 +158,9 @@ rep.figure(fig, "recsys_robustness")
 # ## Cold-start items
 # 10 % of the items are held out with all their interactions; the models are trained on the rest and rank
 # the held-out items for their users from content alone. Id-only models (MF, LightGCN, the id-only sheaf)
-# cannot score an item they never saw, so they have no entry here.
+# cannot score an item they never saw, so they have no entry here. All interactions of a held-out item are
+# test interactions, so no validation interaction exists among the items ranked: no epoch can be selected,
+# and each model trains for `COLD_EPOCHS` epochs with its tuned settings and is scored as it ends.
 
 # %%
 cold = proto.run_specs(plan.cold_specs(tuned), cache, desc="cold start")
@@ -197,7 +202,8 @@ rep.figure(fig, "recsys_item_map")
 # %%
 cold_data = proto.load_interactions(plan.cold_dataset, **DATA_OPTIONS)
 numbers = paper_numbers(data, cold_data, summary, ablation, rob, cold_summary, num_seeds=len(SEEDS),
-                        trials=HPO_TRIALS, ablations=ABLATIONS, multimodal=MULTIMODAL)  # fmt: skip
+                        trials=HPO_TRIALS, ablations=ABLATIONS, multimodal=MULTIMODAL,
+                        cold_epochs=COLD_EPOCHS)  # fmt: skip
 print(f"MM-Sheaf NDCG@20 {numbers['RecSheafNdcg']} vs LightGCN {numbers['RecLightGCNNdcg']}: "
       f"{numbers['RecGainLightGCN']} %")  # fmt: skip
 rep.runs([cache.folder.name], [*tuning.trial_keys, *runs.key, *cold.key, *pd.concat(ablation_runs.values()).key],

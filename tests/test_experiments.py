@@ -240,8 +240,34 @@ def test_a_run_that_never_has_a_finite_score_raises_instead_of_reporting_zeros()
             return torch.full((x.size(0), 3), float("nan")) * self.w
 
     data = CountingLoader()("a")
-    with pytest.raises(NonFiniteTrainingError, match="NanModel .* training loss was not finite at epoch 1"):
+    with pytest.raises(NonFiniteTrainingError, match="NanModel .* loss or the outputs were not finite at epoch 1"):
         train_node_classifier(NanModel(), data, 0, cfg=TrainConfig(epochs=3, patience=3))
+
+
+@pytest.mark.parametrize("stop_strategy", ["acc", "loss"])
+def test_outputs_that_turn_non_finite_after_a_step_are_never_scored(stop_strategy: str) -> None:
+    """The loss of epoch 2 is finite, but its step makes the outputs NaN: the argmax of NaN logits must not
+    count as a validation accuracy (it could beat epoch 1's); epoch 1 is reported, with a warning."""
+
+    class Diverging(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 3)
+            self.steps = 0
+
+        def forward(self, x, edge_index):
+            out = self.lin(x[:, :3])
+            if not self.training:
+                self.steps += 1
+                if self.steps >= 2:  # from the second validation on
+                    return out * float("nan")
+            return out
+
+    data = CountingLoader()("a")
+    cfg = TrainConfig(epochs=5, patience=5, stop_strategy=stop_strategy)
+    with pytest.warns(RuntimeWarning, match="not finite at epoch 2.*best epoch before it \\(1\\)"):
+        result = train_node_classifier(Diverging(), data, 0, cfg=cfg)
+    assert result.best_epoch == 1 and result.epochs_run == 2
 
 
 def test_corrupt_cache_file_is_recomputed(tmp_path: Path, trainer: FakeTrainer) -> None:

@@ -186,3 +186,13 @@ def test_invalid_arguments_raise() -> None:
         ranking_metrics(user_emb, item_emb, data, candidates=torch.tensor([], dtype=torch.long))
     with pytest.raises(ValueError, match="candidates must be"):
         ranking_metrics(user_emb, item_emb, data, candidates="all")
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_non_finite_embeddings_are_refused_rather_than_ranked(side: str) -> None:
+    """``topk`` ranks NaN scores anyway (arbitrarily): a metric from them would look like a real number."""
+    data = random_data(5)
+    user_emb, item_emb = embeddings(5, data)
+    (user_emb if side == "user" else item_emb)[1, 2] = float("nan")
+    with pytest.raises(ValueError, match=f"{side}_emb holds NaN or infinite values: no ranking metric"):
+        ranking_metrics(user_emb, item_emb, data, "test")

@@ -63,7 +63,8 @@ def numbers(data: InteractionData, cold: InteractionData | None = None, **change
     args.update(changes)
     cold = data.replace(candidates=torch.arange(168)) if cold is None else cold
     return paper_numbers(data, cold, args["summary"], args["ablation"], args["robustness"], args["cold_summary"],
-                         num_seeds=5, trials=12, ablations=args["ablations"], multimodal=args["multimodal"])  # fmt: skip
+                         num_seeds=5, trials=12, ablations=args["ablations"], multimodal=args["multimodal"],
+                         cold_epochs=args.get("cold_epochs", 10))  # fmt: skip
 
 
 def test_paper_numbers_closed_form(data) -> None:
@@ -91,6 +92,7 @@ def test_paper_numbers_closed_form(data) -> None:
         "RecColdBest": "MM-Sheaf",
         "RecColdBestNdcg": "0.1500",
         "RecColdSheafNdcg": "0.1500",
+        "RecColdEpochs": "10",
     }
     assert all(isinstance(v, Latex) for v in numbers(data).values())
 
@@ -108,6 +110,7 @@ def test_verdicts_turn_with_the_numbers(data) -> None:
     assert (out["RecCrossModalEffect"], out["RecCrossModalVerdict"]) == ("-30.0", "do not help")
     assert out["RecNoTextNdcg"] == "--"
     assert (out["RecColdBest"], out["RecColdSheafNdcg"]) == ("VBPR", "--")
+    assert numbers(data, cold_epochs=None)["RecColdEpochs"] == "--"
 
 
 def test_paper_numbers_need_the_sheaf_and_lightgcn(data) -> None:

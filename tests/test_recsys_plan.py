@@ -27,7 +27,8 @@ def plan_of(p: dict[str, Any]) -> RecPlan:
     return RecPlan(p["MODELS"], p["SEEDS"], hparams=p["HPARAMS"], train=p["TRAIN"], search=p["SEARCH"],
                    model_search=p["MODEL_SEARCH"], trials=p["HPO_TRIALS"], data_options=p["DATA_OPTIONS"],
                    robustness=p["ROBUSTNESS"], map_model=p["MAP_MODEL"], ablated="mm-sheaf",
-                   ablations=p["ABLATIONS"], cold_models=p["COLD_MODELS"])  # fmt: skip
+                   ablations=p["ABLATIONS"], cold_models=p["COLD_MODELS"],
+                   cold_epochs=p["COLD_EPOCHS"])  # fmt: skip
 
 
 def fake_tuned(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -68,7 +69,12 @@ def test_the_plan_lists_the_runs_of_the_old_notebook_cells(profile: str) -> None
     new_abl = plan.ablation_specs(tuned)
     assert list(new_abl) == list(old["ablations"]) == list(p["ABLATIONS"])
     assert {k: keys(v) for k, v in new_abl.items()} == {k: keys(v) for k, v in old["ablations"].items()}
-    assert keys(plan.cold_specs(tuned)) == keys(old["cold"])
+    # the cold-start runs are the old ones but for their epochs: the cold split has no validation user, so the
+    # old runs trained until patience ran out (patience epochs); COLD_EPOCHS now says so explicitly
+    assert p["COLD_EPOCHS"] == p["TRAIN"]["patience"]
+    cold_old = [proto.RecRunSpec(s.dataset, s.model, s.hparams, {**s.train, "epochs": p["COLD_EPOCHS"]}, s.seed,
+                                 s.data_options) for s in old["cold"]]  # fmt: skip
+    assert keys(plan.cold_specs(tuned)) == keys(cold_old)
     assert plan.map_spec(tuned).key() == old["map"].key()
     assert plan.main_specs(tuned) == old["main"]  # field by field too, not only the hashes
 
@@ -105,6 +111,8 @@ def test_the_plan_rejects_inconsistent_settings() -> None:
         RecPlan(["mf"], [0], map_model="mm-sheaf")
     with pytest.raises(ValueError, match="not in models"):
         RecPlan(["mf"], [0], cold_models=["vbpr"])
+    with pytest.raises(ValueError, match="cold_epochs must be at least 1"):
+        RecPlan(["mf"], [0], cold_epochs=0)
     with pytest.raises(ValueError, match="not in models"):
         RecPlan(["mf"], [0], ablations={"diag": {"sheaf": "diag"}})  # ablates mm-sheaf, which is not run
     with pytest.raises(ValueError, match="model_search"):

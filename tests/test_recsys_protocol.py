@@ -7,6 +7,7 @@ import pytest
 import torch
 from mmsheaf.recsys import protocol as proto
 from mmsheaf.recsys.protocol import RecRunCache, RecRunSpec
+from mmsheaf.runs.cache import RunsFailed
 
 OPTS = {"num_users": 40, "num_items": 50, "interactions_per_user": 10}
 TRAIN = {"epochs": 3, "batch_size": 128, "patience": 2, "lr": 0.01}
@@ -94,3 +95,38 @@ def test_tune_uses_the_budget_and_returns_split_params(tmp_path, monkeypatch) ->
 def test_ml100k_loaders_are_registered() -> None:
     assert {"ml100k", "ml100k-cold", "planted"} <= set(proto.DATASETS)
     assert isinstance(proto.load_interactions("planted", **OPTS).train, torch.Tensor)
+
+
+def test_a_run_that_diverges_is_recorded_as_failed_never_cached_and_retried(tmp_path, monkeypatch) -> None:
+    """An initialisation so large that every score overflows: the loss is NaN from the first step. The run used
+    to be cached with metrics ranked by NaN scores; now it fails, named, and the next call runs it again."""
+    cache = RecRunCache(tmp_path)
+    bad, good = RecRunSpec("planted", "mf", {"dim": 8, "init_std": 1e30}, TRAIN, 0, OPTS), spec("mf")
+    with pytest.raises(RunsFailed, match=r"1 run\(s\) failed[\s\S]*mf seed 0 \(run [0-9a-f]{12}\): "
+                                         r"NonFiniteTrainingError: mf on planted \(seed 0, lr 0.01\) produced no "
+                                         r"usable epoch: the BPR loss was not finite at epoch 1"):  # fmt: skip
+        proto.run_specs([bad, good], cache, progress=False)
+    assert cache.keys() == [good.key()] and list(cache.failures()) == [bad.key()]
+    assert "NonFiniteTrainingError" in cache.failures()[bad.key()]
+    calls = []
+    fit = proto.fit_recommender
+    monkeypatch.setattr(proto, "fit_recommender", lambda *a, **k: calls.append(k["name"]) or fit(*a, **k))
+    with pytest.raises(RunsFailed):
+        proto.run_specs([bad, good], cache, progress=False)
+    assert calls == ["mf on planted"] and len(cache) == 1  # retried (and failed again), the good one read back
+
+
+def test_nan_features_fail_the_run_up_front_and_the_repaired_rerun_is_cached(tmp_path, monkeypatch) -> None:
+    clean = proto.load_interactions("planted", **OPTS)
+    text = clean.item_features["text"].clone()
+    text[7] = float("nan")
+    poisoned = clean.replace(item_features={**clean.item_features, "text": text})
+    monkeypatch.setattr(proto, "load_interactions", lambda name, **options: poisoned)
+    cache, s = RecRunCache(tmp_path), spec("mm-sheaf")
+    with pytest.raises(RunsFailed, match=r"ValueError: planted: item_features\['text'\]: 1 of 50 observed rows "
+                                         r"hold NaN or infinite values \(rows 7\)"):  # fmt: skip
+        proto.run_specs([s], cache, progress=False)
+    assert len(cache) == 0 and list(cache.failures()) == [s.key()]
+    monkeypatch.setattr(proto, "load_interactions", lambda name, **options: clean)  # the data repaired
+    df = proto.run_specs([s], cache, progress=False)
+    assert df.cached.tolist() == [False] and len(cache) == 1 and cache.failures() == {}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 from mmsheaf.recsys import (
     BPRSampler,
+    NonFiniteTrainingError,
     RecFitResult,
     RecTrainConfig,
     bpr_loss,
@@ -124,12 +126,80 @@ def test_max_seconds_and_progress_bar(small) -> None:
     assert result.epochs_run == 1 and result.best_epoch == 1
 
 
-def test_non_finite_loss_stops_and_reports_the_final_model(small) -> None:
+def test_a_loss_that_is_never_finite_raises_instead_of_ranking_with_nan(small) -> None:
+    """It used to report the metrics of the final model, ranked by NaN scores, as a finished run."""
     model = build("mf", small, dim=8)
     with torch.no_grad():
         model.user_embedding.weight[0] = float("nan")
-    result = fit_recommender(model, small, FAST)
-    assert result.best_epoch == 0 and result.epochs_run == 1 and result.history == []
+    with pytest.raises(NonFiniteTrainingError,
+                       match=r"MF \(seed 0, lr 0.01\) produced no usable epoch: the BPR loss was not finite at "
+                             r"epoch 1, step 1\. Check the input features"):  # fmt: skip
+        fit_recommender(model, small, FAST)
+
+
+def test_a_loss_that_turns_non_finite_reports_the_best_finite_epoch_with_a_warning(small) -> None:
+    model = build("lightgcn", small, dim=8)
+
+    def poison(epoch, metrics):
+        if epoch == 3:
+            with torch.no_grad():
+                model.item_embedding.weight[2] = float("inf")
+
+    cfg = dataclasses.replace(FAST, epochs=10, patience=10)
+    with pytest.warns(RuntimeWarning, match=r"LightGCN \(seed 0, lr 0.01\): the BPR loss was not finite at "
+                                            r"epoch 4, step 1; training stopped and the best epoch"):  # fmt: skip
+        result = fit_recommender(model, small, cfg, callback=poison)
+    assert result.epochs_run == 4 and 1 <= result.best_epoch <= 3 and len(result.history) == 3
+    assert all(math.isfinite(v) for v in [*result.val.values(), *result.test.values()])
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the best (finite) state is back
+
+
+def test_embeddings_that_turn_non_finite_stop_training(small) -> None:
+    class NanOnce(torch.nn.Module):
+        def __init__(self, data, nan_call: int) -> None:
+            super().__init__()
+            self.inner, self.calls, self.nan_call = build("mf", data, dim=8), 0, nan_call
+
+        def forward(self, data):
+            self.calls += 1
+            user, item = self.inner(data)
+            return (user, item * float("nan")) if self.calls == self.nan_call else (user, item)
+
+    # calls: train step of epoch 1, its evaluation, train step of epoch 2, its evaluation (NaN), the test
+    with pytest.warns(RuntimeWarning, match="the embeddings were not finite at the validation of epoch 2"):
+        result = fit_recommender(NanOnce(small, 4), small, dataclasses.replace(FAST, batch_size=1000))
+    assert result.best_epoch == 1 and result.epochs_run == 2
+    with pytest.raises(NonFiniteTrainingError, match="the embeddings were not finite at the validation of epoch 1"):
+        fit_recommender(NanOnce(small, 2), small, dataclasses.replace(FAST, batch_size=1000))
+    with pytest.raises(NonFiniteTrainingError, match=r"the embeddings of the best epoch \(\d+\) are not finite"):
+        fit_recommender(NanOnce(small, 2 * FAST.epochs + 1), small,
+                        dataclasses.replace(FAST, batch_size=1000, patience=FAST.epochs))  # fmt: skip
+
+
+def test_without_validation_users_all_epochs_run_and_the_final_model_is_scored(small) -> None:
+    """A cold-start split has no validation interaction among its candidates: nothing to select on, so the
+    run trains every epoch (patience does not count these evaluations) and scores its final model."""
+    no_val = small.replace(val=small.val[:, :0])
+    cfg = dataclasses.replace(FAST, epochs=4, patience=1)
+    model = build("mf", no_val, dim=8)
+    result = fit_recommender(model, no_val, cfg)
+    assert result.best_epoch == 0 and result.epochs_run == 4 and result.val["num_users"] == 0
+    assert math.isfinite(result.test["ndcg@20"])
+    assert result.test == evaluate_recommender(model, no_val, "test", cfg.ks)  # the final model's metrics
+
+
+def test_non_finite_features_of_observed_rows_are_refused_up_front(small) -> None:
+    text = small.item_features["text"].clone()
+    text[[3, 5]] = float("nan")
+    poisoned = small.replace(item_features={**small.item_features, "text": text})
+    with pytest.raises(ValueError, match=r"item_features\['text'\]: 2 of 24 observed rows hold NaN or infinite "
+                                         r"values \(rows 3, 5\); repair those rows, or mark them missing in "
+                                         r"item_mask\['text'\]"):  # fmt: skip
+        fit_recommender(build("vbpr", poisoned, dim=8), poisoned, FAST)
+    # rows marked missing are never read, whatever they hold
+    masked = poisoned.drop_modality("item", "text", torch.tensor([3, 5]))
+    result = fit_recommender(build("vbpr", masked, dim=8), masked, dataclasses.replace(FAST, epochs=2))
+    assert math.isfinite(result.test["ndcg@20"])
 
 
 def test_config_validation() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .fusion import EncoderConfig, MultimodalEncoder, modality_dropout_mask
 from .graph import GRAPH_ENCODERS, EgoGraphs, NeighbourIndex, ego_graphs
-from .inputs import MODALITIES, ModalityInputs, synthetic_inputs
+from .inputs import MODALITIES, EmptyModalityError, ModalityInputs, synthetic_inputs
 from .tabular import TabularEncoder, tabular_col_stats
 from .text import TEXT_ENCODERS, FinetunedTextEncoder, TextAdapter, TextEncoder
 
@@ -22,6 +22,7 @@ __all__ = [
     "MODALITIES",
     "TEXT_ENCODERS",
     "EgoGraphs",
+    "EmptyModalityError",
     "EncoderConfig",
     "FinetunedTextEncoder",
     "ModalityInputs",

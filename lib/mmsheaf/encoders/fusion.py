@@ -31,7 +31,7 @@ from .graph import (
     build_graph_encoder,
     ego_graphs,
 )
-from .inputs import MODALITIES, ModalityInputs
+from .inputs import MODALITIES, EmptyModalityError, ModalityInputs
 from .tabular import TabularEncoder
 from .text import TEXT_ENCODERS, build_text_encoder
 
@@ -173,6 +173,7 @@ def modality_dropout_mask(observed: Tensor, p: float, generator: torch.Generator
 
 
 def _encodable(inputs: ModalityInputs, cfg: EncoderConfig) -> dict[str, bool]:
+    """Which modalities the inputs can feed (empty ones, with no observed row, included)."""
     return {
         "text": (inputs.texts if cfg.text == "finetune" else inputs.text) is not None,
         "tabular": inputs.has_tabular,
@@ -235,6 +236,8 @@ class MultimodalEncoder(nn.Module):
     Raises:
         ValueError: a modality of ``cfg.modalities`` the inputs cannot feed (e.g. ``"graph"`` with
             ``inputs.edge_index`` ``None``), or a bad ``train_idx``.
+        EmptyModalityError: a modality of ``cfg.modalities`` that no row observes (e.g. text embeddings with 0
+            columns because every text is blank); the message says to drop it.
 
     **Shapes:**
         - input ``index``: :math:`(B,)` long row indices
@@ -257,11 +260,15 @@ class MultimodalEncoder(nn.Module):
                     f"{_MISSING_INPUT_HINT['texts' if m == 'text' and cfg.text == 'finetune' else m]}, or drop "
                     f"{m!r} from modalities."
                 )
+            if (reason := inputs.empty_reason(m)) is not None:
+                raise EmptyModalityError(m, reason, f"EncoderConfig.modalities has {m!r} but no row of the inputs "
+                                                    f"observes it: {reason}. Drop {m!r} from modalities.")  # fmt: skip
         if train_idx is not None:
             train_idx = self._check_index(train_idx, "train_idx")
         self.content_modalities: tuple[str, ...] = ()
         if "graph" in cfg.modalities:
-            self.content_modalities = tuple(m for m in CONTENT_MODALITIES if encodable[m])
+            self.content_modalities = tuple(m for m in CONTENT_MODALITIES
+                                            if encodable[m] and inputs.empty_reason(m) is None)  # fmt: skip
             if not self.content_modalities:
                 raise ValueError(
                     "The graph token summarises the neighbours' text and tabular content, but the inputs have "

@@ -34,10 +34,23 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-__all__ = ["MODALITIES", "ModalityInputs", "synthetic_inputs"]
+__all__ = ["MODALITIES", "EmptyModalityError", "ModalityInputs", "synthetic_inputs"]
 
 MODALITIES: tuple[str, ...] = ("text", "tabular", "graph")
 """The modality names, in the order their tokens are concatenated."""
+
+
+class EmptyModalityError(ValueError):
+    """A modality the encoder should fuse has no observed value in any row (:meth:`ModalityInputs.empty_reason`).
+
+    Attributes:
+        modality: The empty modality.
+        reason: Why it is empty, e.g. ``"the text embeddings have 0 columns"``.
+    """
+
+    def __init__(self, modality: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.modality, self.reason = modality, reason
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,6 +199,19 @@ class ModalityInputs:
             raise ValueError(f"Unknown modality {modality!r}: choose among {MODALITIES}.")
         given = {"text": self.text_mask, "tabular": self.tabular_mask, "graph": self.graph_mask}[modality]
         return given if given is not None else self._default_masks[modality]
+
+    def empty_reason(self, modality: str) -> str | None:
+        """Why no row observes ``modality`` (e.g. every text cell blank), or ``None`` when some row does or the
+        inputs do not have the modality at all (:meth:`available`)."""
+        if modality == "text" and self.text is not None and self.text.size(1) == 0:
+            return "the text embeddings have 0 columns (no row had a text to embed)"
+        have = {"text": self.text is not None or self.texts is not None, "tabular": self.has_tabular,
+                "graph": self.edge_index is not None}  # fmt: skip
+        if not have[modality] or bool(self.mask(modality).any()):
+            return None
+        return {"text": "text_mask is False in every row (no row has a text)",
+                "tabular": "every numerical and categorical cell is missing (or tabular_mask is False everywhere)",
+                "graph": "no row has a neighbour other than itself (or graph_mask is False everywhere)"}[modality]
 
     def to(self, device: torch.device | str) -> ModalityInputs:
         """These inputs with every tensor on ``device`` (``self`` when they already are)."""

@@ -30,7 +30,7 @@ from .. import paths
 from ..atomic import atomic_path
 from ..data.clothing import MetricTask, load_clothing_task
 from ..encoders.fusion import EncoderConfig, MultimodalEncoder
-from ..encoders.inputs import ModalityInputs
+from ..encoders.inputs import EmptyModalityError, ModalityInputs
 from ..losses import build_loss, resolve_loss
 from .train import MetricTrainConfig, train_metric_encoder
 from .metrics import classification_metrics, clustering_metrics, retrieval_metrics
@@ -174,6 +174,8 @@ def evaluate_encoder(encoder: MultimodalEncoder, inputs: ModalityInputs, task: M
 
 def _map_at_r_of_queries(emb: Tensor, labels: Tensor, queries: Tensor) -> float:
     """MAP@R averaged over the ``queries`` (bool mask) only, every row serving as a reference."""
+    if not bool(torch.isfinite(emb).all()):  # raised here: the ValueError below means "no valid query" only
+        raise ValueError("embeddings contain NaN or inf values: check the model (or its learning rate)")
     try:
         return float(retrieval_metrics(emb, labels, query_mask=queries)["map_at_r"])
     except ValueError:  # no valid query in the subset
@@ -274,12 +276,19 @@ def _fit(spec: MetricRunSpec) -> tuple[MetricTask, ModalityInputs, MultimodalEnc
     inputs = task_inputs(task)
     torch.manual_seed(spec.seed)
     enc_cfg = spec.encoder_config()
-    encoder = MultimodalEncoder(inputs, enc_cfg, train_idx=task.train_idx)
+    try:
+        encoder = MultimodalEncoder(inputs, enc_cfg, train_idx=task.train_idx)
+    except EmptyModalityError as exc:  # say which notebook parameter drops it
+        raise EmptyModalityError(exc.modality, exc.reason, (
+            f"clothing task {spec.task!r}: the {exc.modality!r} modality is empty ({exc.reason}). Drop "
+            f"{exc.modality!r} from MODALITIES[{spec.task!r}] in notebook 03's parameters (MetricPlan.modalities; "
+            f"the ablation sets that hold it are then skipped for this task), or from this run's "
+            f"encoder['modalities'].")) from exc  # fmt: skip
     num_train_classes = int(torch.unique(task.labels[task.train_idx]).numel())
     loss = build_loss(spec.loss, num_classes=num_train_classes, embedding_size=enc_cfg.embedding_dim,
                       **spec.loss_hparams)  # fmt: skip
     res = train_metric_encoder(encoder, loss, inputs, task.labels, task.train_idx, task.val_idx,
-                               spec.train_config())  # fmt: skip
+                               spec.train_config(), name=f"{spec.loss} on {spec.task}")  # fmt: skip
     return task, inputs, encoder, res
 
 

@@ -13,6 +13,10 @@ encoder, embedding size, optimiser, batch size and epoch budget. Batches hold ``
 pairs for the pair-based losses; the self-supervised NT-Xent (two views of each row, :attr:`LossSpec.views`
 ``== 2``) samples rows uniformly and never sees a label. The loss's own parameters (the class proxies of the
 ArcFace family) are trained by the same Adam with their own learning rate (``head_lr``).
+
+No number comes from garbage: observed text embeddings holding NaN or infinite values are refused up front
+(``ValueError``); a non-finite loss or non-finite validation embeddings stop training and the best epoch before
+them is kept (with a warning); a run without one raises :class:`~mmsheaf.runs.checks.NonFiniteTrainingError`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,9 +34,11 @@ from torch import Tensor
 from ..encoders.fusion import MultimodalEncoder
 from ..encoders.inputs import ModalityInputs
 from ..losses import MetricLoss
+from ..runs.checks import NonFiniteTrainingError, require_finite
 from .metrics import retrieval_metrics
 
-__all__ = ["MetricTrainConfig", "MetricTrainResult", "batch_plan", "train_metric_encoder"]
+__all__ = ["MetricTrainConfig", "MetricTrainResult", "NonFiniteTrainingError", "batch_plan", "check_inputs",
+           "train_metric_encoder"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ class MetricTrainResult:
     """What :func:`train_metric_encoder` returns (the encoder is left at its best validation state).
 
     Attributes:
-        best_epoch: Epoch (1-based) of the best validation MAP@R.
+        best_epoch: Epoch (1-based) of the best validation MAP@R (a run without one raises instead).
         epochs_run: Epochs trained.
         seconds: Wall time of training, validation included.
         val: Validation retrieval metrics at the best epoch.
@@ -149,6 +156,17 @@ def batch_plan(labels: Tensor, cfg: MetricTrainConfig, generator: torch.Generato
     return batches
 
 
+def check_inputs(inputs: ModalityInputs) -> None:
+    """``ValueError`` naming the rows whose *observed* text embedding holds NaN or infinite values.
+
+    Rows without text (``text_mask`` ``False``) are never read. Numerical cells are not checked: NaN (and
+    infinite) cells are missing cells by the encoder's contract (:class:`~mmsheaf.encoders.inputs.ModalityInputs`).
+    """
+    if inputs.text is not None:
+        require_finite(inputs.text, "text (sentence embeddings)", inputs.mask("text"),
+                       fix="re-embed those texts, or set text_mask False there")  # fmt: skip
+
+
 def train_metric_encoder(
     encoder: MultimodalEncoder,
     loss: MetricLoss,
@@ -160,6 +178,7 @@ def train_metric_encoder(
     *,
     progress: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    name: str | None = None,
 ) -> MetricTrainResult:
     r"""Train ``encoder`` (and ``loss``'s parameters) on ``train_idx``; keep the state of the best epoch.
 
@@ -176,14 +195,23 @@ def train_metric_encoder(
         cfg: Settings.
         progress: Show a tqdm bar over epochs.
         on_epoch: Called with each epoch's history record (e.g. Optuna pruning).
+        name: How error messages name the run (default: the loss's name).
 
     Returns:
-        :class:`MetricTrainResult`.
+        :class:`MetricTrainResult`. A non-finite loss or non-finite validation embeddings stop training; the best
+        epoch before them is kept (with a warning).
+
+    Raises:
+        ValueError: observed text embeddings hold NaN or infinite values (:func:`check_inputs`).
+        NonFiniteTrainingError: no epoch gave finite validation embeddings and a finite MAP@R (e.g. the loss was
+            NaN from the first step): there is no result to report.
     """
     from tqdm import tqdm
 
     if train_idx.numel() < 2 or val_idx.numel() < 2:
         raise ValueError("need at least two training and two validation rows.")
+    check_inputs(inputs)
+    run = f"{name or loss.spec.name} (seed {cfg.seed}, lr {cfg.lr:g})"
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     views = loss.spec.views
@@ -196,6 +224,7 @@ def train_metric_encoder(
 
     best = (-math.inf, 0, copy.deepcopy(encoder.state_dict()), {})
     history: list[dict[str, float]] = []
+    stop = ""
     t0 = time.perf_counter()
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"{loss.spec.name}", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
@@ -215,6 +244,9 @@ def train_metric_encoder(
                 value = loss(z, torch.cat([ids, ids]))
             else:
                 value = loss(encoder(inputs, rows, generator=g), train_labels[batch])
+            if not torch.isfinite(value):
+                stop = f"the {loss.spec.name} loss was not finite at epoch {epoch}, step {steps + 1}"
+                break
             opt.zero_grad(set_to_none=True)
             value.backward()
             if cfg.grad_clip is not None:
@@ -222,7 +254,13 @@ def train_metric_encoder(
             opt.step()
             total += float(value.detach())
             steps += 1
-        val = retrieval_metrics(encoder.encode(inputs, val_idx), labels[val_idx])
+        if stop:
+            break
+        emb = encoder.encode(inputs, val_idx)
+        if not bool(torch.isfinite(emb).all()):
+            stop = f"the validation embeddings were not finite after epoch {epoch}"
+            break
+        val = retrieval_metrics(emb, labels[val_idx])
         record = {"epoch": float(epoch), "loss": total / max(steps, 1), "val_map_at_r": val["map_at_r"],
                   "seconds": time.perf_counter() - t0}  # fmt: skip
         history.append(record)
@@ -234,6 +272,13 @@ def train_metric_encoder(
         elif cfg.patience and epoch - best[1] >= cfg.patience:
             break
     bar.close()
+    if best[1] == 0:  # nothing to report: never metrics of NaN embeddings
+        cause = stop or "the validation MAP@R was never finite"
+        raise NonFiniteTrainingError(f"{run} produced no usable epoch: {cause}. Check the inputs for NaN or "
+                                     "infinite values, and lower lr, head_lr or the loss's scale.")  # fmt: skip
+    if stop:
+        warnings.warn(f"{run}: {stop}; training stopped and the best epoch before it ({best[1]}) is kept.",
+                      RuntimeWarning, stacklevel=2)  # fmt: skip
     encoder.load_state_dict(best[2])
     encoder.eval()
     return MetricTrainResult(best_epoch=best[1], epochs_run=len(history), seconds=time.perf_counter() - t0,

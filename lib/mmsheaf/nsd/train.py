@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,11 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from ..runs.checks import NonFiniteTrainingError
 from ..runs.keys import set_seed
 from .registry import build_node_model
 
 __all__ = [
-    "NonFiniteTrainingError",
+    "NonFiniteTrainingError",  # re-exported from mmsheaf.runs.checks (shared by every study)
     "SHEAF_PARAM_TAG",
     "TrainConfig",
     "TrainResult",
@@ -42,10 +44,6 @@ __all__ = [
     "split_masks",
     "train_node_classifier",
 ]
-
-
-class NonFiniteTrainingError(ValueError):
-    """A training run produced no finite validation score: it has no result to report."""
 
 
 SHEAF_PARAM_TAG = "sheaf_learner"
@@ -260,6 +258,9 @@ def train_node_classifier(
             model.eval()
             with torch.no_grad():
                 logits = model(x, edge_index)
+                if not torch.isfinite(logits.sum()):  # the step made the model non-finite: never score argmax(NaN)
+                    nonfinite_at = epoch
+                    break
                 val_loss = float(F.cross_entropy(logits[val_mask], y[val_mask]))
                 pred = logits.argmax(dim=1)
             val_acc = _accuracy(pred, y, val_mask)
@@ -284,12 +285,16 @@ def train_node_classifier(
             bar.close()
     seconds = time.perf_counter() - start
     if best["epoch"] == 0:  # nothing to report: never a 0.0 accuracy from garbage
-        cause = (f"the training loss was not finite at epoch {nonfinite_at}" if nonfinite_at
+        cause = (f"the training loss or the outputs were not finite at epoch {nonfinite_at}" if nonfinite_at
                  else "the validation score was never finite (an empty validation split?)")  # fmt: skip
         raise NonFiniteTrainingError(
             f"{type(model).__name__} produced no usable epoch: {cause}. Check the inputs for NaN or infinite "
             "values and the learning rate."
         )
+    if nonfinite_at:
+        warnings.warn(f"{type(model).__name__}: the loss or the outputs were not finite at epoch {nonfinite_at}; "
+                      f"training stopped and the best epoch before it ({best['epoch']}) is reported.",
+                      RuntimeWarning, stacklevel=2)  # fmt: skip
     epochs_run = max(epoch, 1)
     return TrainResult(
         train_acc=best["train"],

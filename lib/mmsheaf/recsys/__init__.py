@@ -38,6 +38,7 @@ from mmsheaf.recsys.sheaf import IdSheafRec, MultimodalSheafRec  # then "mm-shea
 from mmsheaf.recsys.synthetic import planted_interactions
 from mmsheaf.recsys.train import (
     BPRSampler,
+    NonFiniteTrainingError,
     RecFitResult,
     RecTrainConfig,
     bpr_loss,
@@ -49,6 +50,7 @@ from mmsheaf.recsys.train import (
 __all__ = [
     "IdSheafRec",
     "MultimodalSheafRec",
+    "NonFiniteTrainingError",
     "METRIC_NAMES",
     "MF",
     "RECOMMENDERS",

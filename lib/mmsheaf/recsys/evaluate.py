@@ -142,6 +142,9 @@ def per_user_metrics(
         (n,) float, ...}`` over the :math:`n` users with at least one positive among the candidates, on the
         device of ``user_emb``.
 
+    Raises:
+        ValueError: bad arguments, or embeddings holding NaN or infinite values.
+
     Shapes:
         - **input:** :math:`(U, D)`, :math:`(I, D)`
         - **output:** tensors of shape :math:`(n,)`
@@ -153,6 +156,10 @@ def per_user_metrics(
     if user_emb.size(0) != data.num_users or item_emb.size(0) != data.num_items:
         raise ValueError(f"embeddings have {user_emb.size(0)} users and {item_emb.size(0)} items but data has "
                          f"{data.num_users} and {data.num_items}: pass the embeddings of this data.")  # fmt: skip
+    for side, emb in (("user", user_emb), ("item", item_emb)):  # NaN scores would still rank (arbitrarily)
+        if not bool(torch.isfinite(emb).all()):
+            raise ValueError(f"{side}_emb holds NaN or infinite values: no ranking metric is computed from them; "
+                             "check the model (or its learning rate).")  # fmt: skip
     device = user_emb.device
     item_emb = item_emb.to(device)
     cands = _resolve_candidates(data, candidates, device)

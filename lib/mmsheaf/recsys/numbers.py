@@ -135,6 +135,7 @@ def paper_numbers(
     trials: int,
     ablations: Mapping[str, Mapping[str, Any]],
     multimodal: Sequence[str],
+    cold_epochs: int | None = None,
 ) -> dict[str, Latex]:
     r"""The numbers the paper quotes from notebook 02, by macro name.
 
@@ -156,6 +157,8 @@ def paper_numbers(
         trials: Optuna trials per model.
         ablations: the ablations run, ``{label: change of the hyperparameters}``.
         multimodal: the multimodal models (the sheaf is compared with the best of the others).
+        cold_epochs: the epochs every cold-start run trains (:attr:`~mmsheaf.recsys.plan.RecPlan.cold_epochs`;
+            ``RecColdEpochs``, ``--`` when not given).
 
     Returns:
         ``{macro name: LaTeX text}``; a number that cannot be computed (an ablation not run) is ``--``.
@@ -170,4 +173,5 @@ def paper_numbers(
         **_ablation_numbers(summary, ablation, ablations),
         **_robustness_numbers(robustness),
         **_cold_numbers(cold_summary),
+        "RecColdEpochs": number(cold_epochs) if cold_epochs is not None else Latex("--"),
     }

@@ -77,6 +77,9 @@ class RecPlan:
         ablated: The model the ablations change.
         ablations: Changes to ``ablated``'s tuned hyperparameters, by label (e.g. ``{"sheaf": "diag"}``).
         cold_models: The models run on the cold-start split (content models: they score unseen items).
+        cold_epochs: Epochs of every cold-start run (``None``: the tuned ones). The cold-start split has no
+            validation interaction among its candidates (the held-out items' interactions are all in test),
+            so no epoch can be selected: each run trains exactly this many and its final model is scored.
         dataset: The dataset of the searches and the final runs.
         cold_dataset: The cold-start dataset.
     """
@@ -94,6 +97,7 @@ class RecPlan:
     ablated: str = "mm-sheaf"
     ablations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     cold_models: Sequence[str] = ()
+    cold_epochs: int | None = None
     dataset: str = "ml100k"
     cold_dataset: str = "ml100k-cold"
 
@@ -106,6 +110,8 @@ class RecPlan:
             raise ValueError(f"models must be distinct, got {list(self.models)}.")
         if self.trials < 1:
             raise ValueError(f"trials must be at least 1, got {self.trials}.")
+        if self.cold_epochs is not None and self.cold_epochs < 1:
+            raise ValueError(f"cold_epochs must be at least 1 (or None: the tuned epochs), got {self.cold_epochs}.")
         unknown = sorted(set(self.model_search) - set(self.models))
         if unknown:
             raise ValueError(f"model_search names {unknown}, which are not in models {list(self.models)}.")
@@ -153,7 +159,7 @@ class RecPlan:
     # ------------------------------------------------------------------------------------------------ runs
     def specs(self, tuned: Tuned, model: str, seeds: Sequence[int] | None = None, *, dataset: str | None = None,
               extra: Mapping[str, Any] | None = None, robustness: Sequence[float] = (),
-              save_embeddings: bool = False) -> list[RecRunSpec]:  # fmt: skip
+              save_embeddings: bool = False, train: Mapping[str, Any] | None = None) -> list[RecRunSpec]:  # fmt: skip
         """One run of ``model`` per seed (default :attr:`seeds`) with its tuned settings.
 
         Args:
@@ -164,12 +170,14 @@ class RecPlan:
             extra: Hyperparameters that replace tuned ones (an ablation).
             robustness: Fractions of items whose content is removed at test time.
             save_embeddings: Keep the trained embeddings.
+            train: Training settings that replace tuned ones (the cold-start runs' epochs).
         """
         if model not in tuned:
             raise ValueError(f"no tuned settings for {model!r}: tuned has {sorted(tuned)}.")
         best = tuned[model]
         hparams = {**best["hparams"], **(extra or {})}
-        return [RecRunSpec(dataset or self.dataset, model, hparams, best["train"], seed, self.data_options,
+        return [RecRunSpec(dataset or self.dataset, model, hparams, {**best["train"], **(train or {})}, seed,
+                           self.data_options,
                            robustness=tuple(robustness), save_embeddings=save_embeddings)
                 for seed in (self.seeds if seeds is None else seeds)]  # fmt: skip
 
@@ -198,5 +206,7 @@ class RecPlan:
 
     def cold_specs(self, tuned: Tuned) -> list[RecRunSpec]:
         """The cold-start runs: every model of :attr:`cold_models` (in order) on :attr:`cold_dataset`, every
-        seed."""
-        return [s for name in self.cold_models for s in self.specs(tuned, name, dataset=self.cold_dataset)]
+        seed, for :attr:`cold_epochs` epochs."""
+        train = {"epochs": self.cold_epochs} if self.cold_epochs is not None else None
+        return [s for name in self.cold_models
+                for s in self.specs(tuned, name, dataset=self.cold_dataset, train=train)]  # fmt: skip

@@ -190,7 +190,7 @@ def _run(spec: RecRunSpec, cache: RecRunCache) -> dict[str, Any]:
     data = load_interactions(spec.dataset, **spec.data_options)
     set_seed(spec.seed)
     model = build_recommender(spec.model, data, **spec.hparams)
-    res = fit_recommender(model, data, spec.config())
+    res = fit_recommender(model, data, spec.config(), name=f"{spec.model} on {spec.dataset}")
     out: dict[str, Any] = {"val": res.val, "test": res.test, "best_epoch": res.best_epoch,
                            "epochs_run": res.epochs_run, "seconds": res.seconds, "ms_per_epoch": res.ms_per_epoch,
                            "history": res.history}  # fmt: skip

@@ -20,7 +20,12 @@ negative :math:`j` per positive, drawn uniformly among the items :math:`u` has n
 Every ``eval_every`` epochs the validation split is ranked (:func:`~mmsheaf.recsys.evaluate.ranking_metrics`,
 training items excluded); training stops after ``patience`` evaluations without a strict improvement of
 ``monitor``, and the model ends with the parameters of the best evaluation, whose test metrics are reported
-(test ranking also excludes the training items only, as MMRec does). All randomness comes from
+(test ranking also excludes the training items only, as MMRec does). When the validation split has no user
+to rank (a cold-start split: its candidates are items whose interactions are all in test), there is nothing
+to select on: the model trains for ``epochs`` epochs and the final model is scored. No number is ever computed from
+garbage: NaN or infinite features of observed rows are refused up front (``ValueError``); a non-finite BPR loss
+or non-finite embeddings stop training, and the best finite evaluation before them is reported (with a
+warning); a run without one raises :class:`~mmsheaf.runs.checks.NonFiniteTrainingError`. All randomness comes from
 :func:`mmsheaf.runs.keys.set_seed` and a ``torch.Generator`` seeded with ``seed``: the same model, data and
 config give the same result on the same device.
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,13 +45,17 @@ from torch import Tensor, nn
 
 from mmsheaf.data.interactions import InteractionData
 from mmsheaf.recsys.evaluate import METRIC_NAMES, metric_keys, ranking_metrics
+from mmsheaf.recsys.registry import modality_mask
+from mmsheaf.runs.checks import NonFiniteTrainingError, require_finite
 from mmsheaf.runs.keys import set_seed
 
 __all__ = [
     "BPRSampler",
+    "NonFiniteTrainingError",
     "RecFitResult",
     "RecTrainConfig",
     "bpr_loss",
+    "check_features",
     "evaluate_recommender",
     "fit_recommender",
     "interactions_to",
@@ -114,8 +124,9 @@ class RecFitResult:
     Args:
         val: Validation metrics at the best evaluation (``{"recall@10": ..., "num_users": ...}``).
         test: Test metrics of the model at the best evaluation.
-        best_epoch: Epoch of the best evaluation, counted from 1 (``0``: no evaluation had a finite
-            ``monitor``; then ``val``/``test`` are those of the final model).
+        best_epoch: Epoch of the best evaluation, counted from 1; ``0`` when the validation split has no user
+            to rank (nothing to select on: the model trained for all its epochs is scored). A run whose
+            evaluations were never finite raises :class:`~mmsheaf.runs.checks.NonFiniteTrainingError` instead.
         epochs_run: Epochs actually trained.
         seconds: Wall time of the whole loop (training and evaluations).
         ms_per_epoch: Milliseconds per epoch of training alone (no evaluation).
@@ -223,18 +234,36 @@ def bpr_loss(user_emb: Tensor, item_emb: Tensor, users: Tensor, pos: Tensor, neg
     return loss
 
 
+def check_features(data: InteractionData) -> None:
+    """``ValueError`` naming the side, modality and rows where an *observed* feature row holds NaN or inf.
+
+    Rows whose modality is missing (mask ``False``) are never read by the models, so they may hold anything.
+    """
+    for side in ("user", "item"):
+        for m, x in (data.user_features if side == "user" else data.item_features).items():
+            require_finite(x, f"{data.name}: {side}_features[{m!r}]", modality_mask(data, side, m),
+                           fix=f"repair those rows, or mark them missing in {side}_mask[{m!r}]")  # fmt: skip
+
+
 @torch.no_grad()
-def evaluate_recommender(model: nn.Module, data: InteractionData, split: str = "val",
-                         ks: tuple[int, ...] = (10, 20), **kwargs: Any) -> dict[str, float]:  # fmt: skip
-    """:func:`~mmsheaf.recsys.evaluate.ranking_metrics` of ``model(data)`` in eval mode (``kwargs`` go to it;
-    ``data`` must be on the model's device)."""
+def _embed(model: nn.Module, data: InteractionData) -> tuple[Tensor, Tensor]:
     was_training = model.training
     model.eval()
     try:
-        user_emb, item_emb = model(data)
+        return model(data)
     finally:
         model.train(was_training)
-    return ranking_metrics(user_emb, item_emb, data, split, ks=ks, **kwargs)
+
+
+def _finite(embeddings: tuple[Tensor, Tensor]) -> bool:
+    return all(bool(torch.isfinite(e).all()) for e in embeddings)
+
+
+def evaluate_recommender(model: nn.Module, data: InteractionData, split: str = "val",
+                         ks: tuple[int, ...] = (10, 20), **kwargs: Any) -> dict[str, float]:  # fmt: skip
+    """:func:`~mmsheaf.recsys.evaluate.ranking_metrics` of ``model(data)`` in eval mode (``kwargs`` go to it;
+    ``data`` must be on the model's device); ``ValueError`` when the embeddings are not finite."""
+    return ranking_metrics(*_embed(model, data), data, split, ks=ks, **kwargs)
 
 
 def _sync(device: torch.device) -> None:
@@ -248,6 +277,7 @@ def fit_recommender(
     cfg: RecTrainConfig | None = None,
     progress: bool = False,
     callback: Callable[[int, Mapping[str, float]], None] | None = None,
+    name: str | None = None,
 ) -> RecFitResult:
     """Train ``model`` in place with BPR and early stopping; report the metrics of its best validation epoch.
 
@@ -260,11 +290,21 @@ def fit_recommender(
         progress: Show a tqdm bar over epochs with the loss and the validation ``monitor``.
         callback: Called as ``callback(epoch, val_metrics)`` after each evaluation, e.g. to report to Optuna;
             whatever it raises (``optuna.TrialPruned``) propagates.
+        name: How error messages name the run (default: the model's class).
 
     Returns:
-        :class:`RecFitResult`. Training also stops when the loss is not finite or after ``cfg.max_seconds``.
+        :class:`RecFitResult`. Training also stops after ``cfg.max_seconds`` (the stopping epoch is evaluated),
+        and when the loss or the embeddings are not finite (the best evaluation before is reported, with a
+        warning).
+
+    Raises:
+        ValueError: an observed feature row holds NaN or infinite values (:func:`check_features`).
+        NonFiniteTrainingError: no evaluation had finite embeddings and a finite ``monitor`` (the loss was not
+            finite from the first epoch): there is no result to report.
     """
     cfg = cfg if cfg is not None else RecTrainConfig()
+    run = f"{name or type(model).__name__} (seed {cfg.seed}, lr {cfg.lr:g})"
+    check_features(data)
     device = torch.device(cfg.device)
     set_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -278,7 +318,7 @@ def fit_recommender(
 
     history: list[dict[str, float]] = []
     best_score, best_epoch, best_state, best_val = -math.inf, 0, None, None
-    bad_evals, epoch, train_seconds = 0, 0, 0.0
+    bad_evals, epoch, train_seconds, stop, last_val = 0, 0, 0.0, "", None
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -290,14 +330,14 @@ def fit_recommender(
             _sync(device)
             t0 = time.perf_counter()
             model.train()
-            total, count, finite = 0.0, 0, True
-            for users, pos, neg in sampler.epoch(cfg.batch_size):
+            total, count = 0.0, 0
+            for step, (users, pos, neg) in enumerate(sampler.epoch(cfg.batch_size), 1):
                 users, pos, neg = users.to(device), pos.to(device), neg.to(device)
                 optimizer.zero_grad()
                 user_emb, item_emb = model(data)
                 loss = bpr_loss(user_emb, item_emb, users, pos, neg, cfg.reg_weight)
                 if not torch.isfinite(loss):
-                    finite = False
+                    stop = f"the BPR loss was not finite at epoch {epoch}, step {step}"
                     break
                 loss.backward()
                 optimizer.step()
@@ -305,14 +345,21 @@ def fit_recommender(
                 count += users.numel()
             _sync(device)
             train_seconds += time.perf_counter() - t0
-            if not finite:
+            if stop:
                 break
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                val = evaluate_recommender(model, data, "val", cfg.ks)
+            out_of_time = cfg.max_seconds is not None and time.perf_counter() - start > cfg.max_seconds
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time:
+                embeddings = _embed(model, data)
+                if not _finite(embeddings):
+                    stop = f"the embeddings were not finite at the validation of epoch {epoch}"
+                    break
+                val = ranking_metrics(*embeddings, data, "val", ks=cfg.ks)
                 score = val[cfg.monitor]
                 history.append({"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - start,
                                 **{f"val_{k}": v for k, v in val.items()}})  # fmt: skip
-                if score > best_score:  # nan never improves
+                if val["num_users"] == 0:  # nothing to select on (see "no validation user" below)
+                    last_val = val
+                elif score > best_score:  # nan never improves
                     best_score, best_epoch, best_val, bad_evals = score, epoch, val, 0
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 else:
@@ -325,18 +372,31 @@ def fit_recommender(
                     )
             if bar is not None:
                 bar.update(1)
-            if bad_evals >= cfg.patience:
-                break
-            if cfg.max_seconds is not None and time.perf_counter() - start > cfg.max_seconds:
+            if bad_evals >= cfg.patience or out_of_time:
                 break
     finally:
         if bar is not None:
             bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        best_val = evaluate_recommender(model, data, "val", cfg.ks)
-    test = evaluate_recommender(model, data, "test", cfg.ks)
+    if best_state is None and not stop and history and all(h["val_num_users"] == 0 for h in history):
+        # No validation user: the split has no validation interaction among its candidate items (a cold-start
+        # split whose candidates are items held out with all their interactions). There is nothing to select
+        # an epoch on, so the run trained all cfg.epochs epochs and its final model is scored.
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best_val = last_val
+    if best_state is None:  # nothing to report: never metrics ranked by NaN scores
+        cause = stop or f"the validation {cfg.monitor} was never finite"
+        raise NonFiniteTrainingError(f"{run} produced no usable epoch: {cause}. Check the input features and "
+                                     "the model's outputs for NaN or infinite values, and lower lr or "
+                                     "reg_weight.")  # fmt: skip
+    if stop:
+        warnings.warn(f"{run}: {stop}; training stopped and the best epoch before it ({best_epoch}) is "
+                      "reported.", RuntimeWarning, stacklevel=2)  # fmt: skip
+    model.load_state_dict(best_state)
+    embeddings = _embed(model, data)
+    if not _finite(embeddings):
+        raise NonFiniteTrainingError(f"{run}: the embeddings of the best epoch ({best_epoch}) are not finite "
+                                     "on the test data; check the model for NaN or infinite outputs.")  # fmt: skip
+    test = ranking_metrics(*embeddings, data, "test", ks=cfg.ks)
     seconds = time.perf_counter() - start
     epochs_run = max(epoch, 1)
     return RecFitResult(

@@ -13,6 +13,11 @@ For each notebook the runner
    output folder only when the notebook succeeded. A failure leaves earlier outputs untouched and raises
    :class:`NotebookFailed`, naming the notebook and the cell.
 
+:func:`run_all` goes on with the other notebooks when one fails (for instance because some of its training runs
+raised: :class:`~mmsheaf.runs.cache.RunsFailed`), then ends with :class:`ReportFailed`, which names every failed
+notebook and every run recorded as failed meanwhile (the ``<key>.failed`` records under the run cache), so that no
+table or paper is built from a failed run and a rerun retries only what failed.
+
 Command line: ``python -m mmsheaf report --profile smoke`` (see :mod:`mmsheaf.__main__`).
 """
 
@@ -30,6 +35,7 @@ from typing import Callable
 
 from .. import paths
 from ..atomic import write_text_atomic
+from ..runs.cache import failure_records
 from .notebooks import Notebook, discover, to_notebook
 from .outputs import STAGE_ENV, move_outputs
 from .provenance import input_hash, manifest_path, snapshot_inputs
@@ -41,6 +47,34 @@ class NotebookFailed(RuntimeError):
     def __init__(self, notebook: str, message: str) -> None:
         super().__init__(f"notebook {notebook} failed: {message}")
         self.notebook = notebook
+
+
+class ReportFailed(NotebookFailed):
+    """Some notebooks of :func:`run_all` failed (the others ran): the message names each, and every training run
+    recorded as failed while they ran.
+
+    Attributes:
+        notebook: The first failed notebook.
+        failures: ``[(notebook, error message)]`` in run order.
+        failed_runs: ``[(record path, error)]``: the ``<key>.failed`` records written during the report.
+    """
+
+    def __init__(self, failures: list[tuple[str, str]], failed_runs: list[tuple[Path, str]], total: int,
+                 cache_root: Path) -> None:  # fmt: skip
+        lines = [f"{len(failures)} of {total} notebook(s) failed; the others ran. Failed notebooks keep their earlier "
+                 "outputs and nothing was built from them:"]  # fmt: skip
+        lines += ["  - " + message.replace("\n", "\n    ") for _, message in failures]
+        if failed_runs:
+            lines.append(f"{len(failed_runs)} training run(s) failed and were not cached as results (records under "
+                         f"{cache_root}); fix the cause and run the report again: only these runs are retried:")
+            lines += [f"  - {_relative(path, cache_root)}: {error}" for path, error in failed_runs]
+        RuntimeError.__init__(self, "\n".join(lines))
+        self.notebook = failures[0][0]
+        self.failures, self.failed_runs = failures, failed_runs
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 @dataclass(frozen=True)
@@ -162,13 +196,26 @@ def run_all(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    execute: Callable[..., RunResult] | None = None,
 ) -> list[RunResult]:
-    """Run the notebooks in order; stop at the first failure (raising :class:`NotebookFailed`)."""
+    """Run the notebooks in order; a failed one does not stop the others.
+
+    Args:
+        execute: Runs one notebook like :func:`run_notebook` (its default), which raises :class:`NotebookFailed`.
+
+    Returns:
+        What happened to each notebook, when all succeeded.
+
+    Raises:
+        ReportFailed: some notebooks failed; it names them and the training runs recorded as failed meanwhile.
+    """
+    execute = execute if execute is not None else run_notebook
     paths.check_profile(profile)
     notebooks = discover(folder, names)
     if not notebooks:
         raise ValueError(f"no notebooks (NN_topic.py) found in {folder or paths.notebooks_dir()}")
-    results = []
+    results, failures = [], []
+    started = time.time() - 1.0  # failure records written from now on are this report's (mtime granularity)
     t_all = time.perf_counter()
     out = Path(out_dir) if out_dir else paths.output_root(profile)
     for i, nb in enumerate(notebooks, 1):
@@ -176,11 +223,22 @@ def run_all(
         eta = f", last run took {last:.0f} s" if last else ""
         log(f"[{i}/{len(notebooks)}] {nb.name} ({profile} profile{eta}) ...")
         sys.stdout.flush()
-        res = run_notebook(nb, profile, out_dir=out_dir, force=force, progress=progress)
+        try:
+            res = execute(nb, profile, out_dir=out_dir, force=force, progress=progress)
+        except NotebookFailed as exc:
+            failures.append((nb.name, str(exc)))
+            log(f"[{i}/{len(notebooks)}] {nb.name}: FAILED ({str(exc).splitlines()[0]}); going on with the others")
+            continue
         if res.status == "skipped":
             log(f"[{i}/{len(notebooks)}] {nb.name}: up to date (inputs unchanged since its outputs), skipped")
         else:
             log(f"[{i}/{len(notebooks)}] {nb.name}: done in {res.seconds:.1f} s, {len(res.outputs)} files written")
         results.append(res)
+    if failures:
+        error = ReportFailed(failures, failure_records(paths.cache_root(), since=started), len(notebooks),
+                             paths.cache_root())  # fmt: skip
+        log(f"{len(failures)} of {len(notebooks)} notebooks failed ({', '.join(n for n, _ in failures)}) after "
+            f"{time.perf_counter() - t_all:.1f} s")
+        raise error
     log(f"all {len(notebooks)} notebooks done in {time.perf_counter() - t_all:.1f} s")
     return results

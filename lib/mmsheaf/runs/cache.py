@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_text_atomic
 from .keys import canonical_json, spec_key, worker_order
 
-__all__ = ["KeyedSpec", "RunCache", "RunsFailed", "run_cached"]
+__all__ = ["KeyedSpec", "RunCache", "RunsFailed", "failure_records", "run_cached"]
 
 
 class KeyedSpec:
@@ -152,6 +152,32 @@ class RunCache:
 
     def __repr__(self) -> str:
         return f"RunCache({str(self.folder)!r})"
+
+
+def failure_records(root: str | Path, since: float | None = None) -> list[tuple[Path, str]]:
+    """Every run recorded as failed (``<key>.failed``) in the run caches under ``root``, with its error.
+
+    Args:
+        root: A cache root (e.g. :func:`mmsheaf.paths.cache_root`): its run folders are searched recursively.
+        since: Only the records written at or after this time (``time.time()``); ``None``: all.
+
+    Returns:
+        ``[(path, error)]`` sorted by path (a record that cannot be read has the error
+        ``"unreadable failure record"``).
+    """
+    root = Path(root)
+    out = []
+    for path in sorted(root.rglob("*.failed")) if root.is_dir() else []:
+        try:
+            if since is not None and path.stat().st_mtime < since:
+                continue
+            error = json.loads(path.read_text(encoding="utf-8"))["error"]
+        except FileNotFoundError:  # finished by another worker meanwhile
+            continue
+        except (OSError, ValueError, KeyError, TypeError):
+            error = "unreadable failure record"
+        out.append((path, str(error)))
+    return out
 
 
 def run_cached(
