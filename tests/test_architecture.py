@@ -22,7 +22,7 @@ LIB = ROOT / "lib" / "mmsheaf"
 MAX_LINES = 500
 
 BASE = {"paths", "atomic"}
-BLOCKS = ("data", "sheaf", "encoders", "losses")  # in data-flow order: each may import those before it
+BLOCKS = ("data", "sheaf", "encoders", "losses", "evaluation")  # in data-flow order: each may import those before it
 TOOLKITS = {"runs": BASE, "report": BASE | {"runs"}}
 TOP_LEVEL_MODULES = {"__init__", "__main__", "paths", "atomic"}
 

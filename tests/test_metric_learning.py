@@ -16,7 +16,7 @@ from mmsheaf.encoders.inputs import synthetic_inputs
 from mmsheaf.losses import build_loss
 from mmsheaf.metric.protocol import MetricRunSpec, robustness_eval, summary_table
 from mmsheaf.metric.train import MetricTrainConfig, _m_for, batch_plan, train_metric_encoder
-from mmsheaf.metric.metrics import retrieval_metrics
+from mmsheaf.evaluation.embeddings import retrieval_metrics
 
 SMALL = EncoderConfig(modalities=("text", "tabular", "graph"), token_dim=16, embedding_dim=16, text_hidden=32,
                       tab_channels=8, tab_layers=1, proj_hidden=32, dropout=0.0)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Tests of mmsheaf.metric.metrics: Reality Check retrieval metrics, k-means NMI/AMI, classification probes."""
+"""Tests of mmsheaf.evaluation.embeddings: Reality Check retrieval metrics, k-means NMI/AMI, classification probes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pytorch_metric_learning.distances import CosineSimilarity
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN
 
-from mmsheaf.metric.metrics import (
+from mmsheaf.evaluation.embeddings import (
     RETRIEVAL_METRICS,
     classification_metrics,
     clustering_metrics,
@@ -211,7 +211,7 @@ def test_evaluate_embeddings_keys() -> None:
 def test_query_mask_averages_over_the_chosen_queries_only() -> None:
     import torch
 
-    from mmsheaf.metric.metrics import retrieval_metrics
+    from mmsheaf.evaluation.embeddings import retrieval_metrics
 
     g = torch.Generator().manual_seed(3)
     emb, labels = torch.randn(40, 4, generator=g), torch.randint(4, (40,), generator=g)

@@ -230,7 +230,7 @@ class MetricLoss(nn.Module):
             heads = [name for name, spec in METRIC_LOSSES.items() if spec.has_head]
             raise ValueError(
                 f"Loss {self.name!r} has no class head, so no logits: classify its embeddings with "
-                f"mmsheaf.metric.metrics.classification_metrics, or use one of {', '.join(heads)}"
+                f"mmsheaf.evaluation.embeddings.classification_metrics, or use one of {', '.join(heads)}"
             )
         return get_logits(embeddings)
 

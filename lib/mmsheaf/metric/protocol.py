@@ -33,7 +33,7 @@ from ..encoders.fusion import EncoderConfig, MultimodalEncoder
 from ..encoders.inputs import EmptyModalityError, ModalityInputs
 from ..losses import build_loss, resolve_loss
 from .train import MetricTrainConfig, train_metric_encoder
-from .metrics import classification_metrics, clustering_metrics, retrieval_metrics
+from ..evaluation.embeddings import classification_metrics, clustering_metrics, retrieval_metrics
 from ..runs import hpo
 from ..runs.cache import KeyedSpec, RunCache, run_cached
 from ..runs.keys import canonical_json

@@ -35,7 +35,7 @@ from ..encoders.fusion import MultimodalEncoder
 from ..encoders.inputs import ModalityInputs
 from ..losses import MetricLoss
 from ..runs.checks import NonFiniteTrainingError, require_finite
-from .metrics import retrieval_metrics
+from ..evaluation.embeddings import retrieval_metrics
 
 __all__ = ["MetricTrainConfig", "MetricTrainResult", "NonFiniteTrainingError", "batch_plan", "check_inputs",
            "train_metric_encoder"]
