@@ -131,3 +131,25 @@ def test_config_validation_says_what_to_fix() -> None:
         HuseTrainConfig(lr=0.0)
     with pytest.raises(ValueError, match="at least one tower"):
         HuseModel({}, num_classes=3)
+
+
+@pytest.mark.parametrize("loss", ["arcface", "supcon"])
+def test_the_fused_baselines_train_in_the_same_loop_and_read_modalities_alone(toy, loss: str) -> None:
+    from mmsheaf.huse.baselines import FusedModel, MetricObjective, only_modality
+
+    inputs, labels, train, val, test = toy
+    torch.manual_seed(0)
+    model = FusedModel(inputs, CFG, loss, num_classes=4, train_idx=train)
+    before = [p.detach().clone() for p in model.head_parameters()]
+    res = train_huse(model, MetricObjective(model), inputs, labels, train, val,
+                     HuseTrainConfig(epochs=2, batch_size=64, head_lr=1e-2))  # fmt: skip
+    assert res.epochs_run == 2 and res.val["map_at_r"] > 0
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.head_parameters()))  # proxies trained
+    assert (len(before) > 0) == (loss == "arcface")
+    alone = model.encode_modalities(inputs, test)
+    assert set(alone.embeddings) == {"text", "tabular"}
+    assert set(alone.logits) == ({"text", "tabular"} if loss == "arcface" else set())
+    only_text = only_modality(inputs, "text")
+    assert not only_text.mask("tabular").any() and not only_text.mask("graph").any()
+    assert torch.equal(only_text.mask("text"), inputs.mask("text"))
+    assert torch.allclose(alone.embeddings["text"], model.encoder.encode(only_text, test))

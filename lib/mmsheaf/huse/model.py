@@ -165,6 +165,10 @@ class HuseModel(nn.Module):
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.towers)
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The classification layer(s) (trained with ``HuseTrainConfig.head_lr``)."""
+        return list(self.classifier.parameters())
+
     def classify(self, modality: str, embedding: Tensor) -> Tensor:
         """Logits of ``embedding`` (of ``modality``) by the shared layer (or the modality's own)."""
         layer = self.classifier if self.shared else self.classifier[modality]

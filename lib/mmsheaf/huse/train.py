@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from mmsheaf.encoders.inputs import ModalityInputs
 from mmsheaf.evaluation.embeddings import retrieval_metrics
@@ -39,6 +39,8 @@ class HuseTrainConfig:
         epochs: Maximum epochs.
         batch_size: Training rows per step.
         lr: Adam learning rate.
+        head_lr: Learning rate of the model's head parameters (HUSE's shared layer, a metric loss's class
+            proxies), as notebook 03 trains class proxies faster; ``None``: ``lr``.
         weight_decay: Adam weight decay.
         patience: Stop after this many epochs without a better validation MAP@R (0: never).
         noise_std: Gaussian noise on text embeddings and standardised numbers while training.
@@ -49,6 +51,7 @@ class HuseTrainConfig:
     epochs: int = 12
     batch_size: int = 256
     lr: float = 1e-3
+    head_lr: float | None = None
     weight_decay: float = 0.0
     patience: int = 3
     noise_std: float = 0.0
@@ -60,6 +63,7 @@ class HuseTrainConfig:
             (isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be a positive integer, got {self.epochs!r}"),
             (isinstance(self.batch_size, int) and self.batch_size >= 2, f"batch_size must be at least 2, got {self.batch_size!r}"),
             (self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr!r}"),
+            (self.head_lr is None or (self.head_lr > 0 and math.isfinite(self.head_lr)), f"head_lr must be None or a positive number, got {self.head_lr!r}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}"),
             (isinstance(self.patience, int) and self.patience >= 0, f"patience must be an integer >= 0, got {self.patience!r}"),
             (self.noise_std >= 0, f"noise_std must be >= 0, got {self.noise_std!r}"),
@@ -96,7 +100,7 @@ def _check_text(inputs: ModalityInputs) -> None:
                        fix="re-embed those texts, or set text_mask False there")  # fmt: skip
 
 
-def validation_map_at_r(model: HuseModel, inputs: ModalityInputs, labels: Tensor, rows: Tensor) -> dict[str, float]:
+def validation_map_at_r(model: nn.Module, inputs: ModalityInputs, labels: Tensor, rows: Tensor) -> dict[str, float]:
     """Retrieval metrics (MAP@R, R-Precision, P@1) of the fused embeddings of ``rows`` among themselves."""
     fused = HuseModel.fused(model.encode(inputs, rows))
     if not bool(torch.isfinite(fused).all()):
@@ -105,8 +109,8 @@ def validation_map_at_r(model: HuseModel, inputs: ModalityInputs, labels: Tensor
 
 
 def train_huse(
-    model: HuseModel,
-    loss: HuseLoss,
+    model: HuseModel | nn.Module,
+    loss: HuseLoss | nn.Module,
     inputs: ModalityInputs,
     labels: Tensor,
     train_idx: Tensor,
@@ -120,8 +124,10 @@ def train_huse(
     r"""Train ``model`` with ``loss`` on ``train_idx``; keep the state of the best validation epoch.
 
     Args:
-        model: The towers and the shared layer.
-        loss: The HUSE objective (its weights set the ablation).
+        model: The towers and the shared layer (or a baseline with the same interface:
+            :class:`~mmsheaf.huse.baselines.FusedModel`), with ``head_parameters()``.
+        loss: The HUSE objective (its weights set the ablation), or a baseline's
+            (:class:`~mmsheaf.huse.baselines.MetricObjective`).
         inputs: All rows' inputs.
         labels: :math:`(N,)` classes ``0 .. C-1`` (the order of the semantic graph).
         train_idx / val_idx: Training and validation rows.
@@ -147,7 +153,10 @@ def train_huse(
     g = torch.Generator().manual_seed(cfg.seed)
     loss = loss.to(inputs.device)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    head = {id(p) for p in model.head_parameters()}
+    groups = [{"params": [p for p in params if id(p) not in head]},
+              {"params": [p for p in params if id(p) in head], "lr": cfg.head_lr or cfg.lr}]  # fmt: skip
+    opt = torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
     best = (-math.inf, 0, copy.deepcopy(model.state_dict()), {})
     history: list[dict[str, float]] = []
     stop = ""
