@@ -34,7 +34,9 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-__all__ = ["MODALITIES", "EmptyModalityError", "ModalityInputs", "synthetic_inputs"]
+from mmsheaf.data.clothing import MetricTask
+
+__all__ = ["MODALITIES", "EmptyModalityError", "ModalityInputs", "synthetic_inputs", "task_inputs"]
 
 MODALITIES: tuple[str, ...] = ("text", "tabular", "graph")
 """The modality names, in the order their tokens are concatenated."""
@@ -305,3 +307,14 @@ def synthetic_inputs(
         num_categories=(num_categories,) * num_categorical, edge_index=edge_index, tabular_mask=tabular_mask,
     )  # fmt: skip
     return inputs, labels
+
+
+def task_inputs(task: MetricTask) -> ModalityInputs:
+    """The encoder inputs of a clothing task: text embeddings (masked where really missing) and the raw texts
+    (for ``EncoderConfig(text="finetune")``), the numerical and categorical columns with their missing cells, and
+    the same-item graph (``category`` only)."""
+    return ModalityInputs(
+        text=task.text, text_mask=task.text_mask, x_num=task.numerical, x_cat=task.categorical,
+        num_categories=task.num_categories, num_names=task.col_names_numerical,
+        cat_names=task.col_names_categorical, edge_index=task.edge_index, texts=task.texts,
+    )  # fmt: skip

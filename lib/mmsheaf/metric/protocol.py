@@ -30,7 +30,7 @@ from .. import paths
 from ..atomic import atomic_path
 from ..data.clothing import MetricTask, load_clothing_task
 from ..encoders.fusion import EncoderConfig, MultimodalEncoder
-from ..encoders.inputs import EmptyModalityError, ModalityInputs
+from ..encoders.inputs import EmptyModalityError, ModalityInputs, task_inputs
 from ..losses import build_loss, resolve_loss
 from .train import MetricTrainConfig, train_metric_encoder
 from ..evaluation.embeddings import classification_metrics, clustering_metrics, retrieval_metrics
@@ -76,17 +76,6 @@ def load_task(task: str, **options: Any) -> MetricTask:
     :func:`~mmsheaf.data.clothing.load_clothing_task` (``seed``, ``train_fraction``, ``max_rows`` ...),
     loaded once per process."""
     return _load_task(task, _freeze(options))
-
-
-def task_inputs(task: MetricTask) -> ModalityInputs:
-    """The encoder inputs of a task: text embeddings (masked where really missing) and the raw texts (for
-    ``EncoderConfig(text="finetune")``), the numerical and categorical columns with their missing cells, and
-    the same-item graph (``category`` only)."""
-    return ModalityInputs(
-        text=task.text, text_mask=task.text_mask, x_num=task.numerical, x_cat=task.categorical,
-        num_categories=task.num_categories, num_names=task.col_names_numerical,
-        cat_names=task.col_names_categorical, edge_index=task.edge_index, texts=task.texts,
-    )  # fmt: skip
 
 
 @dataclass(frozen=True)
