@@ -146,9 +146,11 @@ def test_the_fused_baselines_train_in_the_same_loop_and_read_modalities_alone(to
     assert res.epochs_run == 2 and res.val["map_at_r"] > 0
     assert all(not torch.equal(a, b) for a, b in zip(before, model.head_parameters()))  # proxies trained
     assert (len(before) > 0) == (loss == "arcface")
-    alone = model.encode_modalities(inputs, test)
+    alone = model.encode(inputs, test)
     assert set(alone.embeddings) == {"text", "tabular"}
     assert set(alone.logits) == ({"text", "tabular"} if loss == "arcface" else set())
+    assert torch.equal(HuseModel.fused(alone), model.encoder.encode(inputs, test))  # its own fused embedding
+    assert (alone.fused_logits is not None) == (loss == "arcface")
     only_text = only_modality(inputs, "text")
     assert not only_text.mask("tabular").any() and not only_text.mask("graph").any()
     assert torch.equal(only_text.mask("text"), inputs.mask("text"))

@@ -77,31 +77,35 @@ class FusedModel(nn.Module):
         """The loss's class proxies (empty for a pair-based loss)."""
         return list(self.metric_loss.parameters())
 
-    def _output(self, z: Tensor) -> HuseOutput:
-        logits = {"fused": self.metric_loss.logits(z)} if self.metric_loss.has_head else {}
-        return HuseOutput({"fused": z}, logits, {"fused": torch.ones(z.size(0), dtype=torch.bool, device=z.device)})
+    def _logits(self, z: Tensor) -> Tensor | None:
+        return self.metric_loss.logits(z) if self.metric_loss.has_head else None
 
     def forward(self, inputs: ModalityInputs, index: Tensor, *, noise_std: float = 0.0,
                 generator: torch.Generator | None = None) -> HuseOutput:  # fmt: skip
-        return self._output(self.encoder(inputs, index, noise_std=noise_std, generator=generator))
+        """The fused embedding as the single modality ``"fused"`` (what :class:`MetricObjective` trains)."""
+        z = self.encoder(inputs, index, noise_std=noise_std, generator=generator)
+        logits = self._logits(z)
+        return HuseOutput({"fused": z}, {"fused": logits} if logits is not None else {},
+                          {"fused": torch.ones(z.size(0), dtype=torch.bool, device=z.device)}, z, logits)  # fmt: skip
+
+    def encode_fused(self, inputs: ModalityInputs, index: Tensor) -> Tensor:
+        """Eval-mode fused embeddings of rows ``index`` (all their modalities)."""
+        return self.encoder.encode(inputs, index)
 
     @torch.no_grad()
     def encode(self, inputs: ModalityInputs, index: Tensor | None = None, batch_size: int = 2048) -> HuseOutput:
-        """Eval-mode outputs (the fused embedding only)."""
-        return self._output(self.encoder.encode(inputs, index, batch_size))
-
-    @torch.no_grad()
-    def encode_modalities(self, inputs: ModalityInputs, index: Tensor | None = None) -> HuseOutput:
-        """Per-modality embeddings (:data:`READABLE_ALONE` among the fused ones), each read with every other
-        modality marked missing, with the class logits of each when the loss has a head."""
-        emb, logits, observed = {}, {}, {}
+        """Eval-mode outputs as HUSE's are read: per-modality embeddings (:data:`READABLE_ALONE` among the fused
+        ones), each with every other modality marked missing, their class logits when the loss has a head, and
+        the fused embedding (and logits) of the rows with all their modalities."""
         rows = index if index is not None else torch.arange(inputs.num_rows, device=inputs.device)
+        z = self.encoder.encode(inputs, rows, batch_size)
+        emb, logits, observed = {}, {}, {}
         for m in (m for m in READABLE_ALONE if m in self.encoder.modalities):
-            z = self.encoder.encode(only_modality(inputs, m), rows)
-            emb[m], observed[m] = z, inputs.mask(m)[rows]
-            if self.metric_loss.has_head:
-                logits[m] = self.metric_loss.logits(z)
-        return HuseOutput(emb, logits, observed)
+            emb[m] = self.encoder.encode(only_modality(inputs, m), rows, batch_size)
+            observed[m] = inputs.mask(m)[rows]
+            if (head := self._logits(emb[m])) is not None:
+                logits[m] = head
+        return HuseOutput(emb, logits, observed, z, self._logits(z))
 
 
 class MetricObjective(nn.Module):

@@ -112,11 +112,17 @@ class HuseOutput:
         embeddings: :math:`(B, D)` unit-norm universal embeddings.
         logits: :math:`(B, C)` class logits of the (shared) classifier on each embedding.
         observed: :math:`(B,)` bool, where the modality is present.
+        fused: A model's own fused embedding :math:`(B, D)` (an early-fusion baseline); ``None``: the mean of
+            the observed modalities' embeddings (:meth:`HuseModel.fused`).
+        fused_logits: A model's own logits of the fused embedding :math:`(B, C)`; ``None``: the mean of the
+            observed modalities' softmax (:meth:`HuseModel.fused_probabilities`).
     """
 
     embeddings: dict[str, Tensor]
     logits: dict[str, Tensor]
     observed: dict[str, Tensor]
+    fused: Tensor | None = None
+    fused_logits: Tensor | None = None
 
 
 class HuseModel(nn.Module):
@@ -185,7 +191,10 @@ class HuseModel(nn.Module):
 
     @staticmethod
     def fused(out: HuseOutput) -> Tensor:
-        """:math:`(B, D)`: the L2-normalised mean of the observed modalities' embeddings of each row."""
+        """:math:`(B, D)`: the L2-normalised mean of the observed modalities' embeddings of each row (or the
+        model's own fused embedding, :attr:`HuseOutput.fused`)."""
+        if out.fused is not None:
+            return out.fused
         stack = torch.stack([out.embeddings[m] for m in out.embeddings], dim=1)
         weight = torch.stack([out.observed[m] for m in out.observed], dim=1).to(stack.dtype)
         weight = torch.where(weight.sum(1, keepdim=True) > 0, weight, torch.ones_like(weight))
@@ -193,11 +202,18 @@ class HuseModel(nn.Module):
 
     @staticmethod
     def fused_probabilities(out: HuseOutput) -> Tensor:
-        """:math:`(B, C)`: the mean of the observed modalities' softmax outputs (HUSE's fusion, Section 4)."""
+        """:math:`(B, C)`: the mean of the observed modalities' softmax outputs (HUSE's fusion, Section 4), or the
+        softmax of the model's own fused logits (:attr:`HuseOutput.fused_logits`)."""
+        if out.fused_logits is not None:
+            return out.fused_logits.softmax(dim=1)
         probs = torch.stack([out.logits[m].softmax(dim=1) for m in out.logits], dim=1)
         weight = torch.stack([out.observed[m] for m in out.observed], dim=1).to(probs.dtype)
         weight = torch.where(weight.sum(1, keepdim=True) > 0, weight, torch.ones_like(weight))
         return (probs * weight.unsqueeze(2)).sum(1) / weight.sum(1, keepdim=True)
+
+    def encode_fused(self, inputs: ModalityInputs, index: Tensor) -> Tensor:
+        """Eval-mode fused embeddings of rows ``index`` (:meth:`fused` of :meth:`encode`)."""
+        return self.fused(self.encode(inputs, index))
 
     @torch.no_grad()
     def encode(self, inputs: ModalityInputs, index: Tensor | None = None, batch_size: int = 2048) -> HuseOutput:

@@ -102,7 +102,7 @@ def _check_text(inputs: ModalityInputs) -> None:
 
 def validation_map_at_r(model: nn.Module, inputs: ModalityInputs, labels: Tensor, rows: Tensor) -> dict[str, float]:
     """Retrieval metrics (MAP@R, R-Precision, P@1) of the fused embeddings of ``rows`` among themselves."""
-    fused = HuseModel.fused(model.encode(inputs, rows))
+    fused = model.encode_fused(inputs, rows)
     if not bool(torch.isfinite(fused).all()):
         raise FloatingPointError("non-finite embeddings")
     return retrieval_metrics(fused, labels[rows])
