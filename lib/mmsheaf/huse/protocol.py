@@ -39,14 +39,14 @@ from mmsheaf.huse.baselines import FusedModel, MetricObjective
 from mmsheaf.huse.evaluate import evaluate_huse, missing_text_curve
 from mmsheaf.huse.hierarchy import ClassHierarchy
 from mmsheaf.huse.losses import HuseLoss, HuseLossConfig
-from mmsheaf.huse.model import HuseModel
-from mmsheaf.huse.train import HuseTrainConfig, train_huse
+from mmsheaf.huse.model import HuseModel, HuseOutput
+from mmsheaf.huse.train import HuseTrainConfig, HuseTrainResult, train_huse
 from mmsheaf.runs import hpo
 from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
 from mmsheaf.runs.keys import canonical_json
 
 __all__ = ["SCHEMA", "VARIANTS", "HuseRunSpec", "HuseTask", "Variant", "huse_cache", "load_huse_task",
-           "run_specs", "tune"]  # fmt: skip
+           "run_specs", "test_outputs", "tune"]  # fmt: skip
 
 SCHEMA = "mmsheaf.huse-run/1"
 
@@ -201,13 +201,19 @@ def build(spec: HuseRunSpec, data: HuseTask) -> tuple[nn.Module, nn.Module]:
     return model, HuseLoss(data.class_distance, spec.loss_config())
 
 
-def _run(spec: HuseRunSpec) -> dict[str, Any]:
+def _train(spec: HuseRunSpec) -> tuple[HuseTask, nn.Module, HuseTrainResult]:
     data = load_huse_task(**spec.data_options)
     task = data.task
     torch.manual_seed(spec.seed)
     model, objective = build(spec, data)
     res = train_huse(model, objective, data.inputs, task.labels, task.train_idx, task.val_idx,
                      spec.train_config(), name=f"{spec.variant} seed {spec.seed}")  # fmt: skip
+    return data, model, res
+
+
+def _run(spec: HuseRunSpec) -> dict[str, Any]:
+    data, model, res = _train(spec)
+    task = data.task
     test = evaluate_huse(model, data.inputs, task.labels, task.test_idx, data.hierarchy, train_idx=task.train_idx)
     out: dict[str, Any] = {"val": res.val, "test": test, "best_epoch": res.best_epoch,
                            "epochs_run": res.epochs_run, "seconds": res.seconds, "history": res.history}  # fmt: skip
@@ -266,3 +272,10 @@ def tune(variant: str, n_trials: int, *, encoder: Mapping[str, Any] | None = Non
 
     study = hpo.run_study(objective, dict(v.search), cfg, progress=progress)
     return study, hpo.best_params(study, dict(v.search))
+
+
+def test_outputs(spec: HuseRunSpec) -> HuseOutput:
+    """The test rows' outputs of ``spec``'s model, trained again (deterministic given the seed, on one thread)
+    for the figures that need embeddings (the UMAP); its numbers come from the cached run."""
+    data, model, _ = _train(spec)
+    return model.encode(data.inputs, data.task.test_idx)
