@@ -342,3 +342,36 @@ def test_rerunning_a_finished_study_leaves_its_journal_unchanged(_cache: Path) -
     again = run_study(quadratic, SPACE, cfg, progress=False)
     assert len(again.trials) == 4
     assert cfg.journal_path().read_bytes() == before
+
+
+def test_run_study_and_wait_returns_only_once_no_trial_is_running(monkeypatch) -> None:
+    """A worker that finds no slot left returns from run_study while another worker's last trial runs; the
+    waiting variant polls until that trial is finished, so every worker sees the same best trial."""
+    from optuna.trial import TrialState
+
+    from mmsheaf.runs import hpo as hpo_module
+
+    states = [[TrialState.COMPLETE, TrialState.RUNNING], [TrialState.COMPLETE, TrialState.RUNNING],
+              [TrialState.COMPLETE, TrialState.COMPLETE]]  # fmt: skip
+    calls = {"run": 0, "load": 0}
+
+    class FakeStudy:
+        def __init__(self, s):
+            self.s = s
+
+        def get_trials(self, deepcopy=False, states=()):
+            return [x for x in self.s if x in states]
+
+    def fake_run(*args, **kwargs):
+        calls["run"] += 1
+
+    def fake_load(cfg):
+        calls["load"] += 1
+        return FakeStudy(states[min(calls["load"], len(states)) - 1])
+
+    monkeypatch.setattr(hpo_module, "run_study", fake_run)
+    monkeypatch.setattr(hpo_module, "load_study", fake_load)
+    monkeypatch.setattr(hpo_module.time, "sleep", lambda s: None)
+    study = hpo_module.run_study_and_wait(lambda p, t: 0.0, {}, hpo_module.StudyConfig("s"), progress=False)
+    assert study.s == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert calls == {"run": 3, "load": 3}  # run_study again each time: it reruns a dead worker's trial

@@ -270,7 +270,7 @@ def tune(variant: str, n_trials: int, *, encoder: Mapping[str, Any] | None = Non
         trial.set_user_attr("run_key", run.key())  # the cached run behind the trial (run ledgers keep it)
         return float(run_specs([run], cache, progress=False)["val_map_at_r"].iloc[0])
 
-    study = hpo.run_study(objective, dict(v.search), cfg, progress=progress)
+    study = hpo.run_study_and_wait(objective, dict(v.search), cfg, progress=progress)
     return study, hpo.best_params(study, dict(v.search))
 
 

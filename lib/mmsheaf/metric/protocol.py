@@ -357,7 +357,7 @@ def tune(loss: str, task: str, n_trials: int, *, space: Mapping[str, Any] | None
         trial.set_user_attr("run_key", run.key())  # the cached run behind the trial (run ledgers keep it)
         return float(run_specs([run], cache, progress=False)["val_map_at_r"].iloc[0])
 
-    study = hpo.run_study(objective, space, cfg, progress=progress)
+    study = hpo.run_study_and_wait(objective, space, cfg, progress=progress)
     return study, hpo.best_params(study, space)
 
 

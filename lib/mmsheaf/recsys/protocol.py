@@ -275,7 +275,7 @@ def tune(
         df = run_specs([spec], cache, progress=False)
         return float(df["val_recall@20"].iloc[0])
 
-    study = hpo.run_study(objective, space, cfg, progress=progress)
+    study = hpo.run_study_and_wait(objective, space, cfg, progress=progress)
     best_model, best_train = split_params(hpo.best_params(study, space))
     return study, {"hparams": {**hparams, **best_model}, "train": {**train, **best_train}}
 

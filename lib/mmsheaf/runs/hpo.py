@@ -65,6 +65,7 @@ __all__ = [
     "best_params",
     "complete_trial_attrs",
     "load_study",
+    "run_study_and_wait",
     "open_storage",
     "run_study",
     "save_study",
@@ -348,6 +349,32 @@ def run_study(
 # --------------------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------------------
+
+
+def run_study_and_wait(
+    objective: Callable[[dict[str, Any], optuna.Trial], float],
+    space: Mapping[str, Any],
+    cfg: StudyConfig,
+    *,
+    progress: bool = True,
+    catch: Iterable[type[Exception]] | type[Exception] = (),
+    poll_s: float = 5.0,
+) -> optuna.Study:
+    """:func:`run_study`, then wait until no trial of the study is running, so that every worker returns the
+    same complete study and the same best trial.
+
+    :func:`run_study` returns as soon as this worker finds no budget slot left, while another worker's last
+    trial may still run: a caller that takes :func:`best_params` then can miss the best trial and train its
+    final runs with other settings than a worker that returns later (seen with two workers of notebook 04).
+    Here the worker polls every ``poll_s`` seconds; a running trial of a worker that died meanwhile is rerun
+    by this worker (the next :func:`run_study` call fails it and claims its rerun).
+    """
+    while True:
+        run_study(objective, space, cfg, progress=progress, catch=catch)
+        study = load_study(cfg)
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            return study
+        time.sleep(poll_s)
 
 
 def study_frame(study: optuna.Study) -> pd.DataFrame:
