@@ -3,7 +3,8 @@
 #
 # **Produces:** `tables/huse.{tex,csv}` (every row: accuracy from each modality alone and from the fusion,
 # cross-modal R@1, fused MAP@R, HP@5; mean ± std over seeds), `tables/huse_hparams.{tex,csv}` (each row's
-# tuned hyperparameters), the figures `huse_retrieval.pdf` (R@1 for every query × database modality, HUSE and
+# tuned hyperparameters), `tables/huse_pairs.{tex,csv}` (R@1/5/10 and MAP@R of every query × database
+# pair), the figures `huse_retrieval.pdf` (R@1 for every query × database modality, HUSE and
 # ArcFace), `huse_hp.pdf` (HP@K curves), `huse_missing_text.pdf` (text removed from a growing fraction of the
 # queries), `huse_umap.pdf` (text and tabular embeddings of the same test reviews) and `macros/04_huse.tex`.
 #
@@ -161,6 +162,16 @@ for ax, v in zip(np.atleast_1d(axes), shown):
     ax.set(title=display[v], xlabel="database", ylabel="query")
 fig.tight_layout()
 rep.figure(fig, "huse_retrieval")
+
+# %% [markdown]
+# Every pair, every row: R@1/5/10 and MAP@R (%, seed means).
+
+# %%
+retrieval = (tables.retrieval_frame(runs).groupby(["variant", "query", "database"], sort=False)
+             [["r@1", "r@5", "r@10", "map_at_r"]].mean().reset_index())  # fmt: skip
+retrieval["variant"] = retrieval["variant"].map(display)
+rep.table(retrieval, "huse_pairs", float_digits=1)
+retrieval
 
 # %% [markdown]
 # ## Hierarchical precision
