@@ -10,6 +10,8 @@
 - :mod:`~mmsheaf.data.clothing`: the clothing reviews as metric-learning tasks (rows, labels and item-level
   splits, :func:`~mmsheaf.data.clothing.load_clothing_task`); :mod:`~mmsheaf.data.clothing_features` builds
   their text, tabular and same-item graph inputs.
+- :mod:`~mmsheaf.data.movielens1m`: the MovieLens-1M item cold-start benchmark with IMDb plots, checked, and
+  its title join (:func:`load_ml1m_coldstart`).
 - :mod:`~mmsheaf.data.movielens`: MovieLens 100K as multimodal implicit feedback with a random or cold-item
   split (:func:`load_ml100k`).
 - :mod:`~mmsheaf.data.text_cache`: sentence embeddings cached on disk per model and text (:func:`embed_texts`).
@@ -29,6 +31,7 @@ from mmsheaf.data.fetch import fill_data_root, mirror_files
 from mmsheaf.data.integrity import known_files, verify_known_files
 from mmsheaf.data.interactions import MODALITIES, InteractionData
 from mmsheaf.data.movielens import load_ml100k
+from mmsheaf.data.movielens1m import load_ml1m_coldstart
 from mmsheaf.data.node_datasets import (
     NODE_DATASETS,
     NodeDatasetSpec,
@@ -67,6 +70,7 @@ __all__ = [
     "known_files",
     "load_clothing_reviews",
     "load_ml100k",
+    "load_ml1m_coldstart",
     "load_mnist5k",
     "load_movielens100k",
     "load_node_dataset",
