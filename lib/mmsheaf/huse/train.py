@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,7 +25,7 @@ from mmsheaf.encoders.inputs import ModalityInputs
 from mmsheaf.evaluation.embeddings import retrieval_metrics
 from mmsheaf.huse.losses import HuseLoss
 from mmsheaf.huse.model import HuseModel
-from mmsheaf.runs.checks import NonFiniteTrainingError, require_finite
+from mmsheaf.runs.checks import check_usable_run, require_finite
 
 __all__ = ["HuseTrainConfig", "HuseTrainResult", "train_huse"]
 
@@ -201,13 +200,8 @@ def train_huse(
         elif cfg.patience and epoch - best[1] >= cfg.patience:
             break
     bar.close()
-    if best[1] == 0:
-        cause = stop or "the validation MAP@R was never finite"
-        raise NonFiniteTrainingError(f"{run} produced no usable epoch: {cause}. Check the inputs for NaN or "
-                                     "infinite values, and lower lr.")  # fmt: skip
-    if stop:
-        warnings.warn(f"{run}: {stop}; training stopped and the best epoch before it ({best[1]}) is kept.",
-                      RuntimeWarning, stacklevel=2)  # fmt: skip
+    check_usable_run(run, best[1], stop, never_finite="the validation MAP@R was never finite",
+                     fix='Check the inputs for NaN or infinite values, and lower lr.')
     model.load_state_dict(best[2])
     model.eval()
     return HuseTrainResult(best_epoch=best[1], epochs_run=len(history), seconds=time.perf_counter() - t0,

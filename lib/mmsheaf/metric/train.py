@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,7 +33,7 @@ from torch import Tensor
 from ..encoders.fusion import MultimodalEncoder
 from ..encoders.inputs import ModalityInputs
 from ..losses import MetricLoss
-from ..runs.checks import NonFiniteTrainingError, require_finite
+from ..runs.checks import NonFiniteTrainingError, check_usable_run, require_finite
 from ..evaluation.embeddings import retrieval_metrics
 
 __all__ = ["MetricTrainConfig", "MetricTrainResult", "NonFiniteTrainingError", "batch_plan", "check_inputs",
@@ -272,13 +271,8 @@ def train_metric_encoder(
         elif cfg.patience and epoch - best[1] >= cfg.patience:
             break
     bar.close()
-    if best[1] == 0:  # nothing to report: never metrics of NaN embeddings
-        cause = stop or "the validation MAP@R was never finite"
-        raise NonFiniteTrainingError(f"{run} produced no usable epoch: {cause}. Check the inputs for NaN or "
-                                     "infinite values, and lower lr, head_lr or the loss's scale.")  # fmt: skip
-    if stop:
-        warnings.warn(f"{run}: {stop}; training stopped and the best epoch before it ({best[1]}) is kept.",
-                      RuntimeWarning, stacklevel=2)  # fmt: skip
+    check_usable_run(run, best[1], stop, never_finite="the validation MAP@R was never finite",
+                     fix="Check the inputs for NaN or infinite values, and lower lr, head_lr or the loss's scale.")
     encoder.load_state_dict(best[2])
     encoder.eval()
     return MetricTrainResult(best_epoch=best[1], epochs_run=len(history), seconds=time.perf_counter() - t0,

@@ -16,10 +16,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
-__all__ = ["NonFiniteTrainingError", "nonfinite_rows", "require_finite"]
+__all__ = ["NonFiniteTrainingError", "check_usable_run", "nonfinite_rows", "require_finite"]
 
 
 class NonFiniteTrainingError(ValueError):
@@ -61,3 +63,25 @@ def require_finite(x: Tensor, what: str, observed: Tensor | None = None,
         scope = "observed rows" if observed is not None else "rows"
         raise ValueError(f"{what}: {rows.numel()} of {x.size(0)} {scope} hold NaN or infinite values (rows "
                          f"{shown}); {fix}.")  # fmt: skip
+
+
+
+def check_usable_run(run: str, best_epoch: int, stop: str, *, never_finite: str, fix: str) -> None:
+    """The end of an early-stopped training loop: raise when no epoch was usable, warn when training stopped on
+    a non-finite value after some usable epochs (whose best is kept).
+
+    Args:
+        run: How the message names the run.
+        best_epoch: The kept epoch (0: none).
+        stop: Why training stopped early on a non-finite value (empty: it did not).
+        never_finite: The cause to name when there is no ``stop`` (e.g. "the validation MAP@R was never finite").
+        fix: What to check, appended to the error.
+
+    Raises:
+        NonFiniteTrainingError: ``best_epoch`` is 0.
+    """
+    if best_epoch == 0:  # nothing to report: never metrics of NaN outputs
+        raise NonFiniteTrainingError(f"{run} produced no usable epoch: {stop or never_finite}. {fix}")
+    if stop:
+        warnings.warn(f"{run}: {stop}; training stopped and the best epoch before it ({best_epoch}) is kept.",
+                      RuntimeWarning, stacklevel=3)  # fmt: skip
