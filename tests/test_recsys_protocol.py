@@ -104,7 +104,7 @@ def test_a_run_that_diverges_is_recorded_as_failed_never_cached_and_retried(tmp_
     bad, good = RecRunSpec("planted", "mf", {"dim": 8, "init_std": 1e30}, TRAIN, 0, OPTS), spec("mf")
     with pytest.raises(RunsFailed, match=r"1 run\(s\) failed[\s\S]*mf seed 0 \(run [0-9a-f]{12}\): "
                                          r"NonFiniteTrainingError: mf on planted \(seed 0, lr 0.01\) produced no "
-                                         r"usable epoch: the BPR loss was not finite at epoch 1"):  # fmt: skip
+                                         r"usable epoch: the training loss was not finite at epoch 1"):  # fmt: skip
         proto.run_specs([bad, good], cache, progress=False)
     assert cache.keys() == [good.key()] and list(cache.failures()) == [bad.key()]
     assert "NonFiniteTrainingError" in cache.failures()[bad.key()]

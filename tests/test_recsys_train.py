@@ -132,7 +132,7 @@ def test_a_loss_that_is_never_finite_raises_instead_of_ranking_with_nan(small) -
     with torch.no_grad():
         model.user_embedding.weight[0] = float("nan")
     with pytest.raises(NonFiniteTrainingError,
-                       match=r"MF \(seed 0, lr 0.01\) produced no usable epoch: the BPR loss was not finite at "
+                       match=r"MF \(seed 0, lr 0.01\) produced no usable epoch: the training loss was not finite at "
                              r"epoch 1, step 1\. Check the input features"):  # fmt: skip
         fit_recommender(model, small, FAST)
 
@@ -146,7 +146,7 @@ def test_a_loss_that_turns_non_finite_reports_the_best_finite_epoch_with_a_warni
                 model.item_embedding.weight[2] = float("inf")
 
     cfg = dataclasses.replace(FAST, epochs=10, patience=10)
-    with pytest.warns(RuntimeWarning, match=r"LightGCN \(seed 0, lr 0.01\): the BPR loss was not finite at "
+    with pytest.warns(RuntimeWarning, match=r"LightGCN \(seed 0, lr 0.01\): the training loss was not finite at "
                                             r"epoch 4, step 1; training stopped and the best epoch"):  # fmt: skip
         result = fit_recommender(model, small, cfg, callback=poison)
     assert result.epochs_run == 4 and 1 <= result.best_epoch <= 3 and len(result.history) == 3

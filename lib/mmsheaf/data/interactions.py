@@ -7,7 +7,9 @@ or anything) but models must not read it as an observation.
 
 The interactions are split into ``train``, ``val`` and ``test`` edge lists of shape :math:`(2, E)` (row 0 users,
 row 1 items). ``candidates`` restricts ranking to a subset of items (the cold-start protocol ranks the held-out
-items only); ``None`` ranks all items.
+items only); ``None`` ranks all items. ``val_candidates``, when given, are the items ranked on the validation
+split instead (the cold validation items of a benchmark whose cold items are split into validation and test
+sets).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class InteractionData:
             missing for every user.
         item_mask: ``modality -> (I,)`` bool.
         candidates: Items that may be ranked, :math:`(C,)` long, or ``None`` for all items.
+        val_candidates: Items ranked on the validation split, :math:`(C_v,)` long, or ``None``: the same as
+            ``candidates`` (see :meth:`candidates_of`).
         item_labels: Optional ``(I, G)`` multi-hot item categories (e.g. genres), for plots only.
         label_names: Names of the ``G`` categories.
         item_names: Optional item names (e.g. titles), length :math:`I`.
@@ -58,6 +62,7 @@ class InteractionData:
     user_mask: Mapping[str, Tensor] = field(default_factory=dict)
     item_mask: Mapping[str, Tensor] = field(default_factory=dict)
     candidates: Tensor | None = None
+    val_candidates: Tensor | None = None
     item_labels: Tensor | None = None
     label_names: tuple[str, ...] = ()
     item_names: tuple[str, ...] = ()
@@ -105,6 +110,13 @@ class InteractionData:
         n = self.num_users if side == "user" else self.num_items
         masks = self.user_mask if side == "user" else self.item_mask
         return masks.get(modality, torch.zeros(n, dtype=torch.bool))
+
+    def candidates_of(self, split: str) -> Tensor | None:
+        """The items ranked on ``split``: :attr:`val_candidates` for ``"val"`` when given, else
+        :attr:`candidates` (``None``: all items)."""
+        if split == "val" and self.val_candidates is not None:
+            return self.val_candidates
+        return self.candidates
 
     def replace(self, **changes) -> InteractionData:
         """A copy with some fields changed (``dataclasses.replace``)."""

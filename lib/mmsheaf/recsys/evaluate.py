@@ -65,12 +65,12 @@ def _check(split: str, ks: Sequence[int], exclude: Sequence[str], user_batch: in
 
 
 def _resolve_candidates(data: InteractionData, candidates: Tensor | Literal["auto"] | None,
-                        device: torch.device) -> Tensor:  # fmt: skip
+                        device: torch.device, split: str = "test") -> Tensor:  # fmt: skip
     """The candidate item ids (sorted, unique, long) on ``device``."""
     if isinstance(candidates, str):
         if candidates != "auto":
             raise ValueError(f"candidates must be 'auto', None or a tensor of item ids, got {candidates!r}.")
-        candidates = data.candidates
+        candidates = data.candidates_of(split)
     if candidates is None:
         return torch.arange(data.num_items, device=device)
     cands = torch.as_tensor(candidates, device=device)
@@ -133,7 +133,8 @@ def per_user_metrics(
         split: ``"val"`` or ``"test"`` (or ``"train"``).
         ks: Cutoffs :math:`K`.
         exclude: Splits whose items are removed from each user's ranking (set to :math:`-\infty`).
-        candidates: Items that may be ranked: ``"auto"`` (``data.candidates``, all items when it is ``None``),
+        candidates: Items that may be ranked: ``"auto"`` (``data.candidates_of(split)``, all items when it is
+            ``None``),
             ``None`` (all items), or item ids :math:`(C,)` / a bool mask :math:`(I,)`.
         user_batch: Users scored at a time (memory :math:`\approx` ``user_batch`` :math:`\times C` floats).
 
@@ -162,7 +163,7 @@ def per_user_metrics(
                              "check the model (or its learning rate).")  # fmt: skip
     device = user_emb.device
     item_emb = item_emb.to(device)
-    cands = _resolve_candidates(data, candidates, device)
+    cands = _resolve_candidates(data, candidates, device, split)
     num_cands = cands.numel()
     column = torch.full((data.num_items,), -1, dtype=torch.long, device=device)
     column[cands] = torch.arange(num_cands, device=device)

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from mmsheaf.data.interactions import InteractionData
+from mmsheaf.recsys.losses import bpr_loss
 from mmsheaf.sheaf.operators import gcn_adjacency
 
 __all__ = [
@@ -71,6 +72,24 @@ class Recommender(nn.Module):
 
     def reset_parameters(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement reset_parameters().")
+
+    def training_loss(self, data: InteractionData, users: Tensor, pos: Tensor, neg: Tensor,
+                      reg_weight: float = 0.0) -> Tensor:  # fmt: skip
+        r"""The loss of one training batch of :func:`~mmsheaf.recsys.train.fit_recommender`: BPR on the output
+        embeddings (:func:`~mmsheaf.recsys.losses.bpr_loss`) unless a model overrides it with its published
+        objective.
+
+        Args:
+            data: The interactions (on the model's device).
+            users, pos, neg: The batch's users, positive items and uniformly drawn negative items, :math:`(B,)`.
+            reg_weight: The training config's :math:`\lambda`.
+        """
+        return bpr_loss(*self(data), users, pos, neg, reg_weight)
+
+    def prepare(self, data: InteractionData, cfg: Any) -> None:
+        """Called once by :func:`~mmsheaf.recsys.train.fit_recommender` before its optimiser is built, with the
+        data (on the training device) and the :class:`~mmsheaf.recsys.train.RecTrainConfig`: a model that
+        needs a pretrained input (DropoutNet's preference vectors) trains it here. Nothing by default."""
 
     def check_data(self, data: InteractionData) -> None:
         """``ValueError`` unless ``data`` has the numbers of users and items the model was built for."""

@@ -8,23 +8,25 @@ r"""BPR training of recommenders with early stopping on a validation ranking met
     result.test["recall@20"]     # test metrics of the epoch with the best validation recall@20
 
 One epoch shuffles the training interactions into batches of ``batch_size``; for each batch the model runs
-one full forward (full-batch propagation over the training graph) and Adam takes a step on the BPR loss
-(`Rendle et al., UAI 2009 <https://arxiv.org/abs/1205.2618>`_)
+one full forward (full-batch propagation over the training graph) and Adam takes a step on the model's
+:meth:`~mmsheaf.recsys.registry.Recommender.training_loss`: the BPR loss
+(`Rendle et al., UAI 2009 <https://arxiv.org/abs/1205.2618>`_, :mod:`mmsheaf.recsys.losses`)
 
 .. math::
     \mathcal{L} = \frac{1}{B}\sum_{(u, i, j)} \operatorname{softplus}(s_{uj} - s_{ui})
     + \lambda\,\frac{\lVert\mathbf{e}_u\rVert^2 + \lVert\mathbf{e}_i\rVert^2 + \lVert\mathbf{e}_j\rVert^2}{2B},
 
 with :math:`s_{ui} = \langle \mathbf{e}_u, \mathbf{e}_i \rangle` on the model's *output* embeddings and one
-negative :math:`j` per positive, drawn uniformly among the items :math:`u` has no training interaction with.
+negative :math:`j` per positive, drawn uniformly among the items :math:`u` has no training interaction with,
+unless the model defines its own objective on the same batches (DropoutNet, CLCRec).
 Every ``eval_every`` epochs the validation split is ranked (:func:`~mmsheaf.recsys.evaluate.ranking_metrics`,
 training items excluded); training stops after ``patience`` evaluations without a strict improvement of
 ``monitor``, and the model ends with the parameters of the best evaluation, whose test metrics are reported
 (test ranking also excludes the training items only, as MMRec does). When the validation split has no user
 to rank (a cold-start split: its candidates are items whose interactions are all in test), there is nothing
 to select on: the model trains for ``epochs`` epochs and the final model is scored. No number is ever computed from
-garbage: NaN or infinite features of observed rows are refused up front (``ValueError``); a non-finite BPR loss
-or non-finite embeddings stop training, and the best finite evaluation before them is reported (with a
+garbage: NaN or infinite features of observed rows are refused up front (``ValueError``); a non-finite training
+loss or non-finite embeddings stop training, and the best finite evaluation before them is reported (with a
 warning); a run without one raises :class:`~mmsheaf.runs.checks.NonFiniteTrainingError`. All randomness comes from
 :func:`mmsheaf.runs.keys.set_seed` and a ``torch.Generator`` seeded with ``seed``: the same model, data and
 config give the same result on the same device.
@@ -40,12 +42,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmsheaf.data.interactions import InteractionData
 from mmsheaf.recsys.evaluate import METRIC_NAMES, metric_keys, ranking_metrics
-from mmsheaf.recsys.registry import modality_mask
+from mmsheaf.recsys.losses import bpr_loss
+from mmsheaf.recsys.registry import Recommender, modality_mask
 from mmsheaf.runs.checks import NonFiniteTrainingError, require_finite
 from mmsheaf.runs.keys import set_seed
 
@@ -150,14 +152,15 @@ def interactions_to(data: InteractionData, device: torch.device | str) -> Intera
     def move(x: Any) -> Any:
         return x.to(device) if isinstance(x, Tensor) else x
 
-    tensors = [data.train, data.val, data.test, data.candidates, data.item_labels,
+    tensors = [data.train, data.val, data.test, data.candidates, data.val_candidates, data.item_labels,
                *data.user_features.values(), *data.item_features.values(),
                *data.user_mask.values(), *data.item_mask.values()]  # fmt: skip
     if all(t is None or t.device == device for t in tensors):
         return data
     return data.replace(
         train=move(data.train), val=move(data.val), test=move(data.test),
-        candidates=move(data.candidates), item_labels=move(data.item_labels),
+        candidates=move(data.candidates), val_candidates=move(data.val_candidates),
+        item_labels=move(data.item_labels),
         user_features={k: move(v) for k, v in data.user_features.items()},
         item_features={k: move(v) for k, v in data.item_features.items()},
         user_mask={k: move(v) for k, v in data.user_mask.items()},
@@ -216,22 +219,6 @@ class BPRSampler:
         return list(
             zip(users.split(batch_size), items.split(batch_size), negs.split(batch_size), strict=True)
         )
-
-
-def bpr_loss(user_emb: Tensor, item_emb: Tensor, users: Tensor, pos: Tensor, neg: Tensor,
-             reg_weight: float = 0.0) -> Tensor:  # fmt: skip
-    r"""BPR loss with L2 regularisation of the batch's embeddings (see the module docstring).
-
-    Shapes:
-        - **input:** :math:`(U, D)`, :math:`(I, D)`, three :math:`(B,)` long index tensors
-        - **output:** scalar
-    """
-    e_u, e_pos, e_neg = user_emb[users], item_emb[pos], item_emb[neg]
-    loss = F.softplus((e_u * e_neg).sum(-1) - (e_u * e_pos).sum(-1)).mean()
-    if reg_weight:
-        reg = e_u.pow(2).sum() + e_pos.pow(2).sum() + e_neg.pow(2).sum()
-        loss = loss + reg_weight * reg / (2 * users.numel())
-    return loss
 
 
 def check_features(data: InteractionData) -> None:
@@ -311,6 +298,9 @@ def fit_recommender(
     model = model.to(device)
     data = interactions_to(data, device)
     sampler = BPRSampler(data, generator)
+    if isinstance(model, Recommender):
+        model.prepare(data, cfg)  # e.g. DropoutNet's pretrained preference model
+        set_seed(cfg.seed)  # the same draws after it whatever it consumed
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{type(model).__name__} has no trainable parameters: nothing to optimise.")
@@ -334,10 +324,12 @@ def fit_recommender(
             for step, (users, pos, neg) in enumerate(sampler.epoch(cfg.batch_size), 1):
                 users, pos, neg = users.to(device), pos.to(device), neg.to(device)
                 optimizer.zero_grad()
-                user_emb, item_emb = model(data)
-                loss = bpr_loss(user_emb, item_emb, users, pos, neg, cfg.reg_weight)
+                if isinstance(model, Recommender):  # its own objective (BPR unless it overrides it)
+                    loss = model.training_loss(data, users, pos, neg, cfg.reg_weight)
+                else:
+                    loss = bpr_loss(*model(data), users, pos, neg, cfg.reg_weight)
                 if not torch.isfinite(loss):
-                    stop = f"the BPR loss was not finite at epoch {epoch}, step {step}"
+                    stop = f"the training loss was not finite at epoch {epoch}, step {step}"
                     break
                 loss.backward()
                 optimizer.step()
