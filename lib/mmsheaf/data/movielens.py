@@ -26,13 +26,17 @@ import torch
 from torch import Tensor
 
 from mmsheaf.data.interactions import InteractionData
+from mmsheaf.data.movielens1m import join_side_information
 from mmsheaf.data.tables import load_movielens100k
 from mmsheaf.data.text_cache import embed_texts
 
-__all__ = ["ML100K_SPLITS", "ZIP_REGIONS", "load_ml100k"]
+__all__ = ["ML100K_SPLITS", "ML100K_TEXTS", "ZIP_REGIONS", "load_ml100k"]
 
 ML100K_SPLITS: tuple[str, ...] = ("random", "cold")
 """The interaction splits of :func:`load_ml100k`."""
+
+ML100K_TEXTS: tuple[str, ...] = ("title", "title+plot")
+"""What the item text modality of :func:`load_ml100k` embeds."""
 
 ZIP_REGIONS: tuple[str, ...] = (*(str(d) for d in range(10)), "other")
 """Zip regions: the first digit of a US zip code, ``"other"`` for non-numeric (e.g. Canadian) codes."""
@@ -139,8 +143,9 @@ def load_ml100k(
     text_model: str | None = None,
     text_encoder: Callable[[list[str]], Any] | None = None,
     num_users: int | None = None,
+    text: str = "title",
 ) -> InteractionData:
-    r"""MovieLens 100K as implicit feedback with id, text (title) and tabular modalities.
+    r"""MovieLens 100K as implicit feedback with id, text (title, or title and plot) and tabular modalities.
 
     Every rating is a positive interaction; users and items are renumbered ``0 .. U-1`` / ``0 .. I-1`` in the
     order of their original ids.
@@ -167,6 +172,10 @@ def load_ml100k(
             :func:`~mmsheaf.data.text_cache.embed_texts`; tests pass a fake one).
         num_users: Keep only the first ``num_users`` users (original ids ``1 .. num_users``) and the items they
             rated (a fast smoke profile); ``None`` keeps all 943.
+        text: What the text modality embeds, one of :data:`ML100K_TEXTS`: ``"title"``, or ``"title+plot"``:
+            ``"<title>. <plot>"`` with the IMDb plot of MeLU's side information, joined on title and year as
+            :func:`~mmsheaf.data.movielens1m.join_side_information` does (the title alone where no plot was
+            joined).
 
     Returns:
         An :class:`InteractionData` named ``"ml100k"`` or ``"ml100k-cold"`` with ``user_features =
@@ -185,6 +194,8 @@ def load_ml100k(
         DatasetNotFoundError: The raw files are missing (see :func:`~mmsheaf.data.tables.load_movielens100k`).
     """
     r = _check_args(split, ratios, cold_fraction, num_users)
+    if text not in ML100K_TEXTS:
+        raise ValueError(f"Unknown text {text!r}: choose one of {', '.join(ML100K_TEXTS)}.")
     tables = load_movielens100k(root)
     ratings, users, items = tables["ratings"], tables["users"], tables["items"]
     genres = [str(c) for c in items.columns[5:]]
@@ -227,7 +238,11 @@ def load_ml100k(
     item_tab, item_tab_mask = _item_tabular(items, genres)
     titles = items["title"].fillna("").astype(str).str.strip()
     has_text = np.array((titles != "") & (titles.str.lower() != _UNKNOWN_TITLE), dtype=bool)
-    embedded = embed_texts(titles[has_text].tolist(), text_model, encoder=text_encoder)
+    texts = titles
+    if text == "title+plot":
+        plots = join_side_information(titles, root)[0]["plot"].where(lambda p: p.ne("N/A"))
+        texts = titles.where(plots.isna(), titles + ". " + plots.fillna("").str.strip())
+    embedded = embed_texts(texts[has_text].tolist(), text_model, encoder=text_encoder)
     text = torch.zeros(num_i, embedded.size(1) if embedded.numel() else 0)
     text[torch.from_numpy(has_text)] = embedded
 

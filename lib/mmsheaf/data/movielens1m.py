@@ -28,7 +28,8 @@ from mmsheaf.data.errors import DatasetNotFoundError, missing_files, not_found_m
 from mmsheaf.data.integrity import verify_known_files
 from mmsheaf.data.validate import invalid
 
-__all__ = ["ML1M_COLD_COUNTS", "ML1M_COLD_FILES", "ML1MColdStart", "load_ml1m_coldstart", "normalise_title"]
+__all__ = ["ML1M_COLD_COUNTS", "ML1M_COLD_FILES", "ML1MColdStart", "join_side_information", "load_ml1m_coldstart",
+           "normalise_title"]
 
 ML1M_COLD_DIR = "MovieLens1M_coldstart/raw"
 ML1M_COLD_FILES = tuple(f"{ML1M_COLD_DIR}/{f}" for f in ("train_df.csv", "cold_vali_df.csv", "cold_test_df.csv",
@@ -115,6 +116,41 @@ def _join(items: pd.DataFrame, movies: pd.DataFrame) -> tuple[pd.Series, pd.Seri
     return pd.Series(ids, index=items.index, dtype="Int64"), pd.Series(how, index=items.index)
 
 
+SIDE_FILES = tuple(f"{ML1M_COLD_DIR}/{f}" for f in ("movies.dat", "movies_extrainfos.dat"))
+
+
+def _read_movies(folder: Path) -> pd.DataFrame:
+    return pd.read_csv(folder / "movies.dat", sep="::", engine="python", header=None,
+                       names=["ml1m_id", "title", "ml1m_genres"], encoding="latin-1")  # fmt: skip
+
+
+def join_side_information(titles: pd.Series, root: str | Path | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Join titles with year (``"Toy Story (1995)"``) to MeLU's IMDb side information, as the benchmark's items
+    are joined (exact title, then :func:`normalise_title`, then the normalised title within a year).
+
+    Used to give MovieLens-100K movies their plots (the same side information covers most of them).
+
+    Returns:
+        ``(rows, coverage)``: one row per title, on the index of ``titles``, with ``ml1m_id``, ``match`` and the
+        fields of :data:`EXTRA_FIELDS` (``<NA>`` where nothing was joined) and ``has_text`` (a plot); and the
+        number of titles joined by each step and with a plot.
+    """
+    base = Path(root).expanduser().resolve() if root is not None else paths.data_root()
+    if missing := missing_files(base, SIDE_FILES):
+        raise DatasetNotFoundError(not_found_message("ml1m-coldstart", base, missing, alternatives=[
+            "take MeLU's ml-1m side information (see the project's data README)"]))  # fmt: skip
+    verify_known_files(base, SIDE_FILES, dataset="ml1m-coldstart")
+    folder = base / ML1M_COLD_DIR
+    frame = pd.DataFrame({"title": titles.astype(str).str.strip().to_numpy()})
+    frame["ml1m_id"], frame["match"] = _join(frame, _read_movies(folder))
+    rows = frame.merge(_read_extra(folder / "movies_extrainfos.dat"), on="ml1m_id", how="left")  # keeps the order
+    rows.index = titles.index
+    rows["has_text"] = rows["plot"].fillna("").str.strip().ne("") & rows["plot"].ne("N/A")
+    coverage = {how: int((rows["match"] == how).sum()) for how in ("exact", "normalised", "title ±1 year", "none")}
+    coverage["with_plot"] = int(rows["has_text"].sum())
+    return rows, coverage
+
+
 def load_ml1m_coldstart(root: str | Path | None = None) -> ML1MColdStart:
     """The MovieLens-1M cold-start benchmark with its side information, checked against the data README.
 
@@ -150,8 +186,7 @@ def load_ml1m_coldstart(root: str | Path | None = None) -> ML1MColdStart:
     if len(items) != counts["items"] or items["iid"].tolist() != list(range(counts["items"])):
         raise invalid("ml1m-coldstart", folder / "item_df.csv", f"{len(items):,} items, expected ids 0 .. "
                       f"{counts['items'] - 1}")  # fmt: skip
-    movies = pd.read_csv(folder / "movies.dat", sep="::", engine="python", header=None,
-                         names=["ml1m_id", "title", "ml1m_genres"], encoding="latin-1")  # fmt: skip
+    movies = _read_movies(folder)
     items["ml1m_id"], items["match"] = _join(items, movies)
     extra = _read_extra(folder / "movies_extrainfos.dat")
     items = items.merge(extra, on="ml1m_id", how="left")
