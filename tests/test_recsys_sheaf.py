@@ -228,3 +228,72 @@ def test_training_beats_random_ranking() -> None:
     res = fit_recommender(model, planted, RecTrainConfig(lr=0.01, epochs=40, batch_size=256, patience=10))
     # a random ranking retrieves about 20/70 of a user's held-out items in the top 20
     assert res.test["recall@20"] > 0.45
+
+
+# ---------------------------------------------------------------------------------------------- cold items, speed path
+def cold_split(data: InteractionData, cold: torch.Tensor) -> InteractionData:
+    """``data`` with the items ``cold`` held out: their training edges removed and their ids masked."""
+    keep = ~torch.isin(data.train[1], cold)
+    return data.replace(train=data.train[:, keep]).drop_modality("item", "id", cold)
+
+
+@pytest.mark.parametrize("sheaf", SHEAVES)
+def test_a_cold_items_score_does_not_depend_on_its_id_embedding(sheaf: str, data) -> None:
+    cold = torch.tensor([2, 7, 11])
+    split = cold_split(data, cold)
+    model = build(split, sheaf=sheaf, id_dropout=0.3)
+    model.eval()
+    users, items = model(split)
+    with torch.no_grad():  # new id embeddings for the cold items, and for one warm item
+        model.id_embedding.weight[U + cold] += torch.randn(len(cold), model.dim)
+    users2, items2 = model(split)
+    assert torch.equal(items2[cold], items[cold])
+    assert torch.equal(users2, users)  # nor do anyone's scores of them
+    with torch.no_grad():
+        model.id_embedding.weight[U + 0] += 1.0
+    assert not torch.allclose(model(split)[1][0], items[0])  # a warm item's does: the test can fail
+
+
+def test_id_dropout_hides_item_ids_in_training_only(data) -> None:
+    model = build(data, id_dropout=0.5)
+    model.eval()
+    assert torch.equal(model(data)[1], model(data)[1])
+    model.train()
+    torch.manual_seed(0)
+    _, mask = model._block(data, "item", "id")
+    assert 0 < int(mask.sum()) < I  # some hidden, some kept
+    _, user_mask = model._block(data, "user", "id")
+    assert user_mask.all()  # users are never dropped
+    with pytest.raises(ValueError, match="id_dropout"):
+        build(data, id_dropout=1.0)
+    with pytest.raises(ValueError, match="'id' is not in modalities"):
+        build(data, id_dropout=0.2, modalities=("text", "tabular"))
+
+
+def test_diagonal_maps_skip_the_coordinates_no_edge_carries_with_the_same_result(data, monkeypatch) -> None:
+    """Users have no text: no user-item edge carries the text coordinate, which diffusion leaves unchanged."""
+    import mmsheaf.recsys.sheaf as sheaf_module
+
+    widths = []
+    real = sheaf_module.sheaf_laplacian
+
+    def spy(index, maps, **kw):
+        widths.append(maps.size(1))
+        return real(index, maps, **kw)
+
+    monkeypatch.setattr(sheaf_module, "sheaf_laplacian", spy)
+    model = build(data, sheaf="diag", layers=3)
+    fast = model(data)
+    assert widths == [2]  # ids and tabular only
+    x, mu = model.initial_stalks(data)
+    index = model.graph_index(data)
+    lap = real(index, model.restriction_maps(x, mu, index), sheaf="diag", normalisation="sym")
+    h, states = x, [x]
+    for _ in range(model.layers):  # the dense reference: every coordinate diffused
+        h = h - model.step * lap.apply(h)
+        states.append(h)
+    z = (torch.stack(states).mean(0) * mu.unsqueeze(-1)).sum(1)
+    torch.testing.assert_close(fast[0], z[:U])
+    torch.testing.assert_close(fast[1], z[U:])
+    bpr_loss(*fast, *bpr_batch(data)).backward()
+    assert all(p.grad is not None for p in model.parameters())

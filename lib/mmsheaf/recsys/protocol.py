@@ -29,6 +29,7 @@ import torch
 from mmsheaf import paths
 from mmsheaf.atomic import atomic_path
 from mmsheaf.data.interactions import InteractionData
+from mmsheaf.data.coldstart import load_ml1m
 from mmsheaf.data.movielens import load_ml100k
 from mmsheaf.recsys.evaluate import ranking_metrics
 from mmsheaf.recsys.registry import build_recommender, resolve_recommender
@@ -72,12 +73,24 @@ def _ml100k_cold(**options: Any) -> InteractionData:
     return load_ml100k(split="cold", **options)
 
 
+def _ml1m(protocol: str) -> Callable[..., InteractionData]:
+    def load(**options: Any) -> InteractionData:
+        return load_ml1m(protocol=protocol, **options)
+
+    return load
+
+
 DATASETS: dict[str, Callable[..., InteractionData]] = {
     "ml100k": _ml100k,
     "ml100k-cold": _ml100k_cold,
+    "ml1m-cold": _ml1m("cold"),
+    "ml1m-warm": _ml1m("warm"),
+    "ml1m-hybrid": _ml1m("hybrid"),
     "planted": planted_interactions,
 }
-"""Interaction datasets by name: MovieLens-100K (random 8:1:1 and cold-start splits) and the planted toy."""
+"""Interaction datasets by name: MovieLens-100K (random 8:1:1 and cold-start splits; ``text="title+plot"``
+among the options gives its items plots), MovieLens-1M item cold start under its three protocols
+(:func:`~mmsheaf.data.coldstart.load_ml1m`) and the planted toy."""
 
 
 @lru_cache(maxsize=8)

@@ -83,6 +83,9 @@ class MultimodalSheafRec(Recommender):
         modality_dropout: During training, the probability of hiding each content block (text, tabular) of
             each item, to teach the model to score items with a missing modality.
         init_std: Standard deviation of the id embeddings at initialisation (LightGCN: 0.1).
+        id_dropout: During training, the probability of hiding the id block of each item, as DropoutNet
+            (Volkovs et al., NeurIPS 2017) drops preference inputs: the item is then scored, and its maps are
+            learned, from its content blocks, as a cold item is at test time.
 
     **Shapes:** ``forward(data)`` returns user :math:`(U, k)` and item :math:`(I, k)` embeddings.
     """
@@ -101,6 +104,7 @@ class MultimodalSheafRec(Recommender):
         modality_dropout: float = 0.0,
         init_std: float = 0.1,
         zero_init_maps: bool = False,
+        id_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         modalities = tuple(modalities)
@@ -118,12 +122,16 @@ class MultimodalSheafRec(Recommender):
         if zero_init_maps and (sheaf == "orth" or not identity_offset):
             raise ValueError("zero_init_maps needs identity_offset=True and sheaf 'diag' or 'gen' (zero maps "
                              "would cut every edge otherwise).")  # fmt: skip
-        if layers < 0 or dim < 1 or not 0.0 <= modality_dropout < 1.0:
-            raise ValueError("need layers >= 0, dim >= 1 and 0 <= modality_dropout < 1.")
+        if layers < 0 or dim < 1 or not 0.0 <= modality_dropout < 1.0 or not 0.0 <= id_dropout < 1.0:
+            raise ValueError(f"mm-sheaf needs layers >= 0, dim >= 1, 0 <= modality_dropout < 1 and 0 <= id_dropout "
+                             f"< 1, got layers={layers}, dim={dim}, modality_dropout={modality_dropout}, "
+                             f"id_dropout={id_dropout}.")  # fmt: skip
+        if id_dropout > 0 and "id" not in modalities:
+            raise ValueError("id_dropout hides id blocks, but 'id' is not in modalities: leave it at 0.")
         self.num_users, self.num_items = data.num_users, data.num_items
         self.dim, self.layers, self.sheaf, self.modalities = dim, layers, sheaf, modalities
         self.step, self.identity_offset, self.modality_dropout = step, identity_offset, modality_dropout
-        self.init_std, self.zero_init_maps = init_std, zero_init_maps
+        self.init_std, self.zero_init_maps, self.id_dropout = init_std, zero_init_maps, id_dropout
         self.id_embedding = nn.Embedding(data.num_nodes, dim) if "id" in modalities else None
         self.encoders = nn.ModuleDict()
         for side, feats in (("user", data.user_features), ("item", data.item_features)):
@@ -161,7 +169,9 @@ class MultimodalSheafRec(Recommender):
         if m == "id":
             offset = 0 if side == "user" else data.num_users
             masks = data.user_mask if side == "user" else data.item_mask
-            mask = masks.get("id", torch.ones(n, dtype=torch.bool, device=ref.device))
+            mask = masks.get("id", torch.ones(n, dtype=torch.bool, device=ref.device)).to(ref.device)
+            if self.training and self.id_dropout > 0 and side == "item":  # DropoutNet-style: content must stand in
+                mask = mask & (torch.rand(n, device=mask.device) >= self.id_dropout)
             return self.id_embedding.weight[offset : offset + n], mask
         key = f"{side}_{m}"
         if key not in self.encoders:  # e.g. users have no text: the block is unobserved everywhere
@@ -203,6 +213,18 @@ class MultimodalSheafRec(Recommender):
             maps = self.restriction_maps(x, mu, index)
             # Masked orthogonal maps are no longer orthogonal: build their Laplacian as general maps.
             kind = "gen" if self.sheaf == "orth" and not bool((mu > 0).all()) else self.sheaf
+            if self.sheaf == "diag":
+                # A coordinate that no edge carries (both ends must observe it: text on a user-item graph,
+                # where users have no text) has a zero Laplacian row, so diffusion leaves it as it is. Diffuse
+                # only the carried ones: the same states, and a CSR product with fewer non-zeros.
+                carried = (maps != 0).any(0).nonzero().flatten()
+                if carried.numel() < maps.size(1):
+                    lap = sheaf_laplacian(index, maps[:, carried], sheaf="diag", normalisation="sym")
+                    h = x[:, carried]
+                    for _ in range(self.layers):
+                        h = h - self.step * lap.apply(h)
+                        states.append(x.index_copy(1, carried, h))
+                    return x, mu, states
             lap = sheaf_laplacian(index, maps, sheaf=kind, normalisation="sym")
             h = x
             for _ in range(self.layers):
