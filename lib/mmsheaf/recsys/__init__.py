@@ -5,6 +5,7 @@ user-item interactions.
   (:func:`register_recommender`, :func:`build_recommender`).
 - :mod:`~mmsheaf.recsys.models`: the baselines MF-BPR, LightGCN, VBPR and a late-fusion multimodal GCN.
 - :mod:`~mmsheaf.recsys.sheaf`: the multimodal sheaf recommender and its id-only version.
+- :mod:`~mmsheaf.recsys.coldstart`: the item cold-start baselines content-only, DropoutNet and CLCRec.
 - :mod:`~mmsheaf.recsys.train`: :func:`fit_recommender` (BPR, early stopping on a validation metric).
 - :mod:`~mmsheaf.recsys.evaluate`: :func:`ranking_metrics` / :func:`per_user_metrics` (Recall@K, NDCG@K).
 - :mod:`~mmsheaf.recsys.synthetic`: :func:`planted_interactions`, a tiny data set with planted groups.
@@ -35,6 +36,7 @@ from mmsheaf.recsys.models import (  # registers the baselines first: "mf", "lig
     symmetric_spmm,
 )
 from mmsheaf.recsys.sheaf import IdSheafRec, MultimodalSheafRec  # then "mm-sheaf" and "sheaf-id"
+from mmsheaf.recsys.coldstart import CLCRec, ContentRec, DropoutNet  # then "content", "dropoutnet", "clcrec"
 from mmsheaf.recsys.synthetic import planted_interactions
 from mmsheaf.recsys.train import (
     BPRSampler,
@@ -48,6 +50,9 @@ from mmsheaf.recsys.train import (
 )
 
 __all__ = [
+    "CLCRec",
+    "ContentRec",
+    "DropoutNet",
     "IdSheafRec",
     "MultimodalSheafRec",
     "NonFiniteTrainingError",
