@@ -231,6 +231,21 @@ def test_negatives_are_never_training_items_and_cover_the_rest(small) -> None:
     assert pairs == sorted(zip(small.train[0].tolist(), small.train[1].tolist()))
 
 
+def test_cold_items_are_never_negatives(small) -> None:
+    """A cold item (id masked, no training interaction) is not in the training catalogue."""
+    cold = torch.tensor([1, 4, 6])
+    keep = ~torch.isin(small.train[1], cold)
+    data = small.replace(train=small.train[:, keep]).drop_modality("item", "id", cold)
+    neg = BPRSampler(data, torch.Generator().manual_seed(0)).negatives(torch.zeros(4000, dtype=torch.long))
+    train_items = set(data.train[1][data.train[0] == 0].tolist())
+    assert set(neg.tolist()) == set(range(small.num_items)) - train_items - set(cold.tolist())
+    # with every item warm the draws are those of plain uniform sampling (earlier runs are reproduced)
+    a = BPRSampler(small, torch.Generator().manual_seed(3)).negatives(small.train[0])
+    b = torch.randint(small.num_items, small.train[0].shape, generator=torch.Generator().manual_seed(3))
+    ok = ~BPRSampler(small, torch.Generator()).is_positive(small.train[0], b)
+    assert torch.equal(a[ok], b[ok])
+
+
 def test_a_user_with_every_item_has_no_negative(small) -> None:
     everything = torch.stack([torch.zeros(small.num_items, dtype=torch.long), torch.arange(small.num_items)])
     data = small.replace(train=torch.cat([small.train, everything], dim=1))

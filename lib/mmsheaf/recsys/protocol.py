@@ -60,7 +60,7 @@ __all__ = [
     "tuned_params_text",
 ]
 
-SCHEMA = "mmsheaf.recsys-run/1"
+SCHEMA = "mmsheaf.recsys-run/2"  # 2: BPR negatives are drawn from the training catalogue only (not cold items)
 TRAIN_FIELDS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(RecTrainConfig))
 """Names that go to :class:`RecTrainConfig`; every other hyperparameter goes to the model."""
 

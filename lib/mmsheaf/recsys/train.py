@@ -171,16 +171,19 @@ def interactions_to(data: InteractionData, device: torch.device | str) -> Intera
 class BPRSampler:
     """Shuffled BPR triples ``(user, positive, negative)`` of the training interactions.
 
-    Negatives are uniform over the items the user has no training interaction with: drawn uniformly, then the
-    draws that hit a training pair are redrawn (vectorised rejection sampling against the sorted keys
-    ``user * I + item``) until none does.
+    Negatives are uniform over the items of the training catalogue the user has no training interaction with:
+    drawn uniformly, then the draws that hit a training pair are redrawn (vectorised rejection sampling against
+    the sorted keys ``user * I + item``) until none does. The catalogue is the items whose id is observed
+    (``item_mask["id"]``, every item unless masked): a cold item does not exist at training time, so it is never
+    a negative (drawing it would teach every content model to push cold items' content down).
 
     Args:
         data: The interactions (``data.train`` gives the positives).
         generator: CPU generator driving the shuffling and the negatives.
 
     Raises:
-        ValueError: no training interactions, or a user interacted with every item (it has no negative).
+        ValueError: no training interactions, or a user interacted with every catalogue item (it has no
+            negative).
     """
 
     def __init__(self, data: InteractionData, generator: torch.Generator) -> None:
@@ -190,9 +193,12 @@ class BPRSampler:
         self.num_items, self.generator = data.num_items, generator
         self.users, self.items = train[0], train[1]
         self.keys = torch.unique(self.users * self.num_items + self.items)  # sorted
+        catalogue = modality_mask(data, "item", "id").cpu()
+        self.pool = None if bool(catalogue.all()) else catalogue.nonzero().flatten()  # None: every item
+        size = self.num_items if self.pool is None else self.pool.numel()
         degree = torch.bincount(self.keys // self.num_items, minlength=data.num_users)
-        if int(degree.max()) >= self.num_items:
-            full = (degree >= self.num_items).nonzero().flatten()[:5].tolist()
+        if int(degree.max()) >= size:
+            full = (degree >= size).nonzero().flatten()[:5].tolist()
             raise ValueError(f"user(s) {full} interacted with every item in train: BPR has no negative for "
                              "them; remove such users from the data.")  # fmt: skip
 
@@ -202,12 +208,17 @@ class BPRSampler:
         pos = torch.searchsorted(self.keys, keys).clamp(max=self.keys.numel() - 1)
         return self.keys[pos] == keys
 
+    def _draw(self, shape: torch.Size) -> Tensor:
+        if self.pool is None:
+            return torch.randint(self.num_items, shape, generator=self.generator)
+        return self.pool[torch.randint(self.pool.numel(), shape, generator=self.generator)]
+
     def negatives(self, users: Tensor) -> Tensor:
-        """One uniform non-interacted item per entry of ``users``, :math:`(n,)` long."""
-        neg = torch.randint(self.num_items, users.shape, generator=self.generator)
+        """One uniform non-interacted catalogue item per entry of ``users``, :math:`(n,)` long."""
+        neg = self._draw(users.shape)
         bad = self.is_positive(users, neg).nonzero().flatten()
         while bad.numel():
-            neg[bad] = torch.randint(self.num_items, bad.shape, generator=self.generator)
+            neg[bad] = self._draw(bad.shape)
             bad = bad[self.is_positive(users[bad], neg[bad])]
         return neg
 
