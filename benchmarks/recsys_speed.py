@@ -1,16 +1,18 @@
-"""Speed and memory of every recommender on MovieLens-100K at the paper profile's settings (issue 4).
+"""Speed and memory of every recommender at the paper profiles' settings (issues 4 and 16).
 
-For each model, one fresh process loads MovieLens-100K (the random 8:1:1 split, cached text embeddings),
-builds the model with the paper profile's shared hyperparameters (notebooks/params/02_multimodal_sheaf.paper.yaml:
-HPARAMS, TRAIN's batch size), trains warm-up epochs, then times full BPR training epochs (one full-graph
-forward per batch, backward, Adam step; no evaluation) and reports the median in milliseconds, the time of
-one full-ranking evaluation, and the peak resident memory of the process (ru_maxrss) above its resident
-memory before training.
+For each dataset and model, one fresh process loads the dataset (cached text embeddings), builds the model with
+the paper profile's shared hyperparameters (``HPARAMS`` of notebooks/params/02_multimodal_sheaf.paper.yaml: the
+embedding size is the same for every model) and its training batch size, trains warm-up epochs, then times
+full training epochs (one full-graph forward per batch, the model's training loss, backward, Adam step; no
+evaluation) and reports the median in milliseconds, the time of one full-ranking evaluation, and the peak
+resident memory of the process (ru_maxrss) above its resident memory before training. A model that pretrains
+an input (DropoutNet) does it before the timed epochs, with one pretraining epoch.
 
-    python benchmarks/recsys_speed.py [--models lightgcn mm-sheaf] [--epochs 3]
+    python benchmarks/recsys_speed.py [--datasets ml100k ml1m-cold] [--models lightgcn "mm-sheaf[sheaf=gen]"]
 
-Writes benchmarks/results/recsys_speed.csv with columns dataset, model, ms_per_epoch, eval_ms, peak_mb,
-ratio_to_lightgcn. Ratios are measured in one run on one machine; compare only within it.
+A model may carry hyperparameters in brackets (``name[key=value,...]``, values parsed as YAML) to time a
+variant. Writes benchmarks/results/recsys_speed.csv with columns dataset, model, ms_per_epoch, eval_ms,
+peak_mb, ratio_to_lightgcn (per dataset). Ratios are measured in one run on one machine; compare only within it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -30,68 +33,85 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 PARAMS = HERE.parent / "notebooks" / "params" / "02_multimodal_sheaf.paper.yaml"
-DEFAULT_MODELS = ["mf", "lightgcn", "vbpr", "late-fusion", "sheaf-id", "mm-sheaf"]
+DEFAULT_DATASETS = ["ml100k", "ml1m-cold"]
+DEFAULT_MODELS = ["mf", "lightgcn", "vbpr", "late-fusion", "sheaf-id", "content", "dropoutnet", "clcrec",
+                  "mm-sheaf", "mm-sheaf[sheaf=gen]", "mm-sheaf[user_profiles=true]"]  # fmt: skip
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
 
 
-def measure_one(model: str, epochs: int, warmup: int) -> dict:
-    """Time ``epochs`` BPR epochs of one model in this process (called in a fresh subprocess)."""
+def parse_model(text: str) -> tuple[str, dict]:
+    """``"mm-sheaf[sheaf=gen,layers=3]"`` -> ``("mm-sheaf", {"sheaf": "gen", "layers": 3})``."""
+    m = re.fullmatch(r"([\w-]+)(?:\[(.*)\])?", text)
+    if m is None:
+        raise ValueError(f"bad model {text!r}: write name or name[key=value,...].")
+    extra = {}
+    for pair in filter(None, (m.group(2) or "").split(",")):
+        key, value = pair.split("=", 1)
+        extra[key.strip()] = yaml.safe_load(value)
+    return m.group(1), extra
+
+
+def measure_one(dataset: str, model: str, epochs: int, warmup: int) -> dict:
+    """Time ``epochs`` training epochs of one model in this process (called in a fresh subprocess)."""
     import torch
 
-    from mmsheaf.recsys import BPRSampler, bpr_loss, build_recommender, evaluate_recommender
+    from mmsheaf.recsys import BPRSampler, RecTrainConfig, build_recommender, evaluate_recommender
     from mmsheaf.recsys.protocol import load_interactions
-    from mmsheaf.nsd.train import set_seed
+    from mmsheaf.runs.keys import set_seed
 
     p = yaml.safe_load(PARAMS.read_text())
-    data = load_interactions("ml100k", **p["DATA_OPTIONS"])
+    name, extra = parse_model(model)
+    data = load_interactions(dataset, **(p["DATA_OPTIONS"] if dataset == "ml100k" else {}))
     set_seed(0)
-    net = build_recommender(model, data, **p["HPARAMS"])
-    opt = torch.optim.Adam(net.parameters(), lr=p["TRAIN"]["lr"])
+    net = build_recommender(name, data, **{**p["HPARAMS"], **extra})
+    train = {k: v for k, v in p["TRAIN"].items() if k in ("lr", "batch_size", "reg_weight")}
+    net.prepare(data, RecTrainConfig(**train, epochs=1))
+    opt = torch.optim.Adam(net.parameters(), lr=train["lr"])
     sampler = BPRSampler(data, generator=torch.Generator().manual_seed(0))
-    batch = int(p["TRAIN"]["batch_size"])
     base = _rss_mb()
     times = []
     for i in range(warmup + epochs):
         net.train()
         t = time.perf_counter()
-        for users, pos, neg in sampler.epoch(batch):
+        for users, pos, neg in sampler.epoch(int(train["batch_size"])):
             opt.zero_grad()
-            loss = bpr_loss(*net(data), users, pos, neg, reg_weight=p["TRAIN"]["reg_weight"])
-            loss.backward()
+            net.training_loss(data, users, pos, neg, train["reg_weight"]).backward()
             opt.step()
         if i >= warmup:
             times.append((time.perf_counter() - t) * 1e3)
     t = time.perf_counter()
     evaluate_recommender(net, data, "val", (10, 20))
     eval_ms = (time.perf_counter() - t) * 1e3
-    return {"dataset": "ml100k", "model": model, "ms_per_epoch": round(statistics.median(times), 1),
+    return {"dataset": dataset, "model": model, "ms_per_epoch": round(statistics.median(times), 1),
             "eval_ms": round(eval_ms, 1), "peak_mb": round(max(_rss_mb() - base, 0.0), 1)}  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS)
     ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(measure_one(args.one, args.epochs, args.warmup)))
+        print(json.dumps(measure_one(*args.one, args.epochs, args.warmup)))
         return
     rows = []
-    for model in args.models:
-        out = subprocess.run([sys.executable, __file__, "--one", model, "--epochs", str(args.epochs),
-                              "--warmup", str(args.warmup)], check=True, capture_output=True, text=True)  # fmt: skip
-        row = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        print(f"{model:12s} {row['ms_per_epoch']:9.1f} ms/epoch  eval {row['eval_ms']:7.1f} ms  "
-              f"peak {row['peak_mb']:7.1f} MB", flush=True)  # fmt: skip
+    for dataset in args.datasets:
+        for model in args.models:
+            out = subprocess.run([sys.executable, __file__, "--one", dataset, model, "--epochs", str(args.epochs),
+                                  "--warmup", str(args.warmup)], check=True, capture_output=True, text=True)  # fmt: skip
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{dataset:10s} {model:30s} {row['ms_per_epoch']:9.1f} ms/epoch  eval {row['eval_ms']:7.1f} ms  "
+                  f"peak {row['peak_mb']:7.1f} MB", flush=True)  # fmt: skip
     df = pd.DataFrame(rows)
-    if "lightgcn" in set(df.model):
-        df["ratio_to_lightgcn"] = (df.ms_per_epoch / df.set_index("model").loc["lightgcn", "ms_per_epoch"]).round(2)
+    lightgcn = df[df.model == "lightgcn"].set_index("dataset")["ms_per_epoch"]
+    df["ratio_to_lightgcn"] = (df.ms_per_epoch / df.dataset.map(lightgcn)).round(2)
     target = HERE / "results" / "recsys_speed.csv"
     target.parent.mkdir(exist_ok=True)
     df.to_csv(target, index=False)

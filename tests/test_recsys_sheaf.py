@@ -15,6 +15,7 @@ from mmsheaf.recsys import (
     planted_interactions,
 )
 from mmsheaf.nsd.train import set_seed
+from mmsheaf.sheaf import sheaf_laplacian
 from test_recsys_models import bpr_batch, permute, permute_node_tables
 
 U, I = 13, 17
@@ -284,7 +285,7 @@ def test_diagonal_maps_skip_the_coordinates_no_edge_carries_with_the_same_result
     monkeypatch.setattr(sheaf_module, "sheaf_laplacian", spy)
     model = build(data, sheaf="diag", layers=3)
     fast = model(data)
-    assert widths == [2]  # ids and tabular only
+    assert widths == [1, 1]  # one Laplacian per carried coordinate: ids and tabular, not text
     x, mu = model.initial_stalks(data)
     index = model.graph_index(data)
     lap = real(index, model.restriction_maps(x, mu, index), sheaf="diag", normalisation="sym")
@@ -297,3 +298,44 @@ def test_diagonal_maps_skip_the_coordinates_no_edge_carries_with_the_same_result
     torch.testing.assert_close(fast[1], z[U:])
     bpr_loss(*fast, *bpr_batch(data)).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_concat_readout_blocks_of_their_own_widths_match_padded_joint_diffusion(partial) -> None:
+    """Per-modality widths (readout="concat"): each block diffuses on its own, as the joint diagonal Laplacian
+    diffuses it when the blocks are zero-padded to one width; the embedding is the blocks side by side."""
+    model = build(partial, dim=9, sheaf="diag", layers=2, readout="concat", block_widths=(5, 3, 1),
+                  user_profiles=True)  # fmt: skip
+    users, items = model(partial)
+    assert users.shape == (U, 9) and items.shape == (I, 9)
+    blocks, mu = model.initial_blocks(partial)
+    assert [b.size(1) for b in blocks] == [5, 3, 1] and mu[:U, 1].all()  # users observe their text profile
+    index = model.graph_index(partial)
+    maps = model.restriction_maps(torch.cat(blocks, 1), mu, index)
+    lap = sheaf_laplacian(index, maps, sheaf="diag", normalisation="sym")
+    h = torch.stack([torch.nn.functional.pad(b, (0, 5 - b.size(1))) for b in blocks], dim=1)
+    total = h
+    for _ in range(model.layers):
+        h = h - model.step * lap.apply(h)
+        total = total + h
+    z = torch.cat([total[:, j, :w] / 3 * mu[:, j : j + 1] for j, w in enumerate((5, 3, 1))], dim=1)
+    torch.testing.assert_close(torch.cat([users, items]), z)
+    with pytest.raises(ValueError, match="summing to dim=9"):
+        build(partial, dim=9, readout="concat", block_widths=(5, 3, 2), sheaf="diag")
+    with pytest.raises(ValueError, match="equal block widths"):
+        build(partial, dim=9, readout="concat", block_widths=(5, 3, 1), sheaf="gen")
+    with pytest.raises(ValueError, match="readout='concat'"):
+        build(partial, block_widths=(5, 3, 1))
+
+
+def test_user_profiles_are_means_of_the_training_items_content(partial) -> None:
+    model = build(partial, user_profiles=True)
+    profile, mask = model.user_profile(partial, "text")
+    u, i = partial.train
+    has = partial.has("item", "text")
+    for user in range(U):
+        seen = i[(u == user) & has[i]]
+        assert bool(mask[user]) == (seen.numel() > 0)
+        if seen.numel():
+            torch.testing.assert_close(profile[user], partial.item_features["text"][seen].mean(0))
+    assert "user_text" in model.encoders and "user_tabular" in model.encoders  # tabular: users have their own
+    assert model.encoders["user_tabular"].in_features == partial.user_features["tabular"].size(1)

@@ -288,7 +288,7 @@ class RestrictionMapLearner(nn.Module):
         self.act = _lookup(ACTIVATIONS, act, "activation")
         self.orthogonal = _lookup(ORTHOGONAL_MAPS, orth, "orthogonal parametrisation")
 
-    def edge_params(self, x: Tensor, index: SheafIndex) -> Tensor:  # pragma: no cover - abstract
+    def edge_params(self, x: Tensor, index: SheafIndex, rows: Tensor | None = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
     @property
@@ -297,8 +297,12 @@ class RestrictionMapLearner(nn.Module):
         map starts at :math:`\sigma(0)`)."""
         raise NotImplementedError
 
-    def forward(self, x: Tensor, index: SheafIndex) -> Tensor:
-        p = self.act(self.edge_params(x, index))  # (m, 2E)
+    def forward(self, x: Tensor, index: SheafIndex, rows: Tensor | None = None) -> Tensor:
+        """The maps of every directed edge; ``rows`` (diagonal maps only) computes only those coordinates of
+        the diagonal, ``(2E, len(rows))``, without the per-edge work of the others."""
+        if rows is not None and self.sheaf != "diag":
+            raise ValueError("rows selects coordinates of diagonal maps only: pass rows=None for 'orth'/'gen'.")
+        p = self.act(self.edge_params(x, index, rows))  # (m, 2E)
         if self.sheaf == "diag":
             return p.t()
         if self.sheaf == "gen":
@@ -329,8 +333,8 @@ class LinearMapLearner(RestrictionMapLearner):
     def output_layer(self) -> nn.Linear:
         return self.lin
 
-    def edge_params(self, x: Tensor, index: SheafIndex) -> Tensor:
-        w = self.lin.weight
+    def edge_params(self, x: Tensor, index: SheafIndex, rows: Tensor | None = None) -> Tensor:
+        w = self.lin.weight if rows is None else self.lin.weight[rows]
         return _pair_projection(x, w[:, : self.in_channels], w[:, self.in_channels :], index)
 
 
@@ -369,11 +373,11 @@ class MLPMapLearner(RestrictionMapLearner):
     def output_layer(self) -> nn.Linear:
         return self.lin2
 
-    def edge_params(self, x: Tensor, index: SheafIndex) -> Tensor:
+    def edge_params(self, x: Tensor, index: SheafIndex, rows: Tensor | None = None) -> Tensor:
         w = self.lin1.weight
         h = _pair_projection(x, w[:, : self.in_channels], w[:, self.in_channels :], index)
         h = self.hidden_act(h + self.lin1.bias.unsqueeze(1))  # (hidden, 2E)
-        return self.lin2.weight @ h
+        return (self.lin2.weight if rows is None else self.lin2.weight[rows]) @ h
 
 
 MAP_LEARNERS: dict[str, type[RestrictionMapLearner]] = {"linear": LinearMapLearner, "mlp": MLPMapLearner}
