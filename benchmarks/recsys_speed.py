@@ -1,8 +1,9 @@
 """Speed and memory of every recommender at the paper profiles' settings (issues 4 and 16).
 
 For each dataset and model, one fresh process loads the dataset (cached text embeddings), builds the model with
-the paper profile's shared hyperparameters (``HPARAMS`` of notebooks/params/02_multimodal_sheaf.paper.yaml: the
-embedding size is the same for every model) and its training batch size, trains warm-up epochs, then times
+the paper profile's shared hyperparameters (``HPARAMS`` of notebooks/params/02_multimodal_sheaf.paper.yaml for
+ML-100K, 05_cold_start.paper.yaml for ML-1M: the embedding size is the same for every model) and that
+profile's data options and training batch size, trains warm-up epochs, then times
 full training epochs (one full-graph forward per batch, the model's training loss, backward, Adam step; no
 evaluation) and reports the median in milliseconds, the time of one full-ranking evaluation, and the peak
 resident memory of the process (ru_maxrss) above its resident memory before training. A model that pretrains
@@ -32,10 +33,12 @@ import pandas as pd
 import yaml
 
 HERE = Path(__file__).resolve().parent
-PARAMS = HERE.parent / "notebooks" / "params" / "02_multimodal_sheaf.paper.yaml"
+PARAMS = {"ml100k": HERE.parent / "notebooks" / "params" / "02_multimodal_sheaf.paper.yaml",
+          "ml1m": HERE.parent / "notebooks" / "params" / "05_cold_start.paper.yaml"}
 DEFAULT_DATASETS = ["ml100k", "ml1m-cold"]
 DEFAULT_MODELS = ["mf", "lightgcn", "vbpr", "late-fusion", "sheaf-id", "content", "dropoutnet", "clcrec",
-                  "mm-sheaf", "mm-sheaf[sheaf=gen]", "mm-sheaf[user_profiles=true]"]  # fmt: skip
+                  "mm-sheaf", "mm-sheaf[sheaf=gen]", "mm-sheaf[user_profiles=true,readout=concat]",
+                  "mm-sheaf[user_profiles=true]"]  # fmt: skip
 
 
 def _rss_mb() -> float:
@@ -62,9 +65,9 @@ def measure_one(dataset: str, model: str, epochs: int, warmup: int) -> dict:
     from mmsheaf.recsys.protocol import load_interactions
     from mmsheaf.runs.keys import set_seed
 
-    p = yaml.safe_load(PARAMS.read_text())
+    p = yaml.safe_load(PARAMS["ml1m" if dataset.startswith("ml1m") else "ml100k"].read_text())
     name, extra = parse_model(model)
-    data = load_interactions(dataset, **(p["DATA_OPTIONS"] if dataset == "ml100k" else {}))
+    data = load_interactions(dataset, **p["DATA_OPTIONS"])
     set_seed(0)
     net = build_recommender(name, data, **{**p["HPARAMS"], **extra})
     train = {k: v for k, v in p["TRAIN"].items() if k in ("lr", "batch_size", "reg_weight")}

@@ -2,18 +2,23 @@
 # # 02 · Multimodal sheaves for recommendation
 #
 # **Produces:** `tables/recsys_ml100k.{tex,csv}` (every model: Recall@10/20, NDCG@10/20, mean ± std over
-# seeds, and its tuned hyperparameters), `tables/recsys_ablation.{tex,csv}` (the multimodal sheaf without
-# cross-modal blocks, with other map types, without a modality), the figures `recsys_robustness.pdf` (metric
+# seeds, and its tuned hyperparameters), `tables/recsys_ablation.{tex,csv}` (the multimodal sheaf on titles
+# without plots, with cross-modal or orthogonal maps, without a modality...), the figures `recsys_robustness.pdf` (metric
 # against the fraction of items missing a modality), `recsys_cold_start.pdf`, `recsys_hpo_history.pdf` (the
 # searches) and `recsys_item_map.pdf` (item embeddings in 2-D by genre), and `macros/02_multimodal_sheaf.tex`.
 #
 # Sheaf diffusion (notebook 01) gives every node a stalk and learns how stalks are compared along edges. Here
-# the stalk of a user or an item is a direct sum of one block per **modality**: an id embedding, the title's
-# sentence embedding (items) and a tabular row (users: age, gender, occupation, region; items: genres, year).
-# The learned restriction maps have diagonal entries that *transport* a modality along an edge and
-# off-diagonal entries that *mix* modalities across it: users have no text, so an item's title can only
-# reach its users through those cross-modal blocks. A modality a node lacks is masked, not filled with zeros.
-# Diffusion over the user–item graph is linear, as in LightGCN, and the model is trained with BPR.
+# the stalk of a user or an item is a direct sum of one block per **modality**: an id embedding, an encoding of
+# the item's text (its title and IMDb plot, a sentence embedding) and of a tabular row (users: age, gender,
+# occupation, region; items: genres, year). Learned restriction maps decide, per edge and modality, how much
+# of each block an edge carries (diagonal maps; general maps, whose off-diagonal entries mix modalities across
+# an edge, are an ablation). A modality a node lacks is masked, not filled with zeros. Diffusion over the
+# user–item graph is linear, as in LightGCN; a node's embedding sums its blocks, so a user's diffused id block
+# meets an item's content blocks in the score, and the model is trained with BPR.
+#
+# The baselines: MF-BPR, LightGCN, VBPR, a late-fusion multimodal GCN, the id-only sheaf, and three cold-start
+# models: content only, DropoutNet and CLCRec. Notebook 05 repeats the study where content must carry the
+# ranking: MovieLens-1M item cold start.
 
 # %% [markdown]
 # In Colab, the next cell clones and installs the repository (it does nothing anywhere else).
@@ -31,30 +36,29 @@ if "google.colab" in sys.modules:  # pragma: no cover - only in Colab
 
 # %% [markdown]
 # ## Parameters
-# Defaults: the **smoke** profile (120 users, a few epochs, two trials per model; its numbers mean nothing).
-# The **paper** profile (`notebooks/params/02_multimodal_sheaf.paper.yaml`) runs the protocol on all of
-# MovieLens-100K.
+# Defaults: the **smoke** profile (120 users, titles only, a few epochs, two trials per model; its numbers mean
+# nothing). The **paper** profile (`notebooks/params/02_multimodal_sheaf.paper.yaml`) runs the protocol on all
+# of MovieLens-100K, with plots.
 
 # %% tags=["parameters"]
 PROFILE = "smoke"
 DATA_OPTIONS = {"num_users": 120}
-MODELS = ["mf", "lightgcn", "vbpr", "late-fusion", "sheaf-id", "mm-sheaf"]
-MULTIMODAL = ["vbpr", "late-fusion", "mm-sheaf"]
+MODELS = ["mf", "lightgcn", "vbpr", "late-fusion", "sheaf-id", "content", "dropoutnet", "clcrec", "mm-sheaf"]
+MULTIMODAL = ["vbpr", "late-fusion", "content", "dropoutnet", "clcrec", "mm-sheaf"]
 HPARAMS = {"dim": 16}
 TRAIN = {"epochs": 3, "batch_size": 1024, "lr": 0.005, "patience": 2, "reg_weight": 0.0001}
 SEARCH = {"lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True}}
-MODEL_SEARCH = {"mm-sheaf": {"layers": {"type": "int", "low": 1, "high": 2}}}
+MODEL_SEARCH = {"mm-sheaf": {"layers": {"type": "int", "low": 1, "high": 2}},
+                "dropoutnet": {"pretrain_epochs": {"type": "categorical", "choices": [2]}}}
 HPO_TRIALS = 2
 SEEDS = [0, 1]
 ABLATIONS = {
-    "no cross-modal blocks (diag)": {"sheaf": "diag"},
-    "orthogonal maps": {"sheaf": "orth"},
-    "zero-initialised maps": {"zero_init_maps": True},
+    "titles only (no plots)": {"data_options": {"text": "title"}},
+    "general maps (cross-modal blocks)": {"sheaf": "gen"},
     "without text": {"modalities": ["id", "tabular"]},
-    "without tabular": {"modalities": ["id", "text"]},
 }
 ROBUSTNESS = [0.0, 0.5, 1.0]
-COLD_MODELS = ["vbpr", "late-fusion", "mm-sheaf"]
+COLD_MODELS = ["vbpr", "late-fusion", "content", "dropoutnet", "clcrec", "mm-sheaf"]
 COLD_EPOCHS = 2
 MAP_MODEL = "mm-sheaf"
 
@@ -127,9 +131,10 @@ table
 
 # %% [markdown]
 # ## Ablations of the multimodal sheaf
-# The tuned multimodal sheaf with one thing changed: no cross-modal blocks (diagonal maps), orthogonal maps,
-# the map learner's output layer started at zero (so training starts from the constant sheaf on each
-# modality, with no cross-modal mixing until the gradients add some), or one modality removed from the stalk.
+# The tuned multimodal sheaf with one thing changed: the item text of titles alone (no plots: does richer text
+# change "ids carry the signal"?), general maps (cross-modal blocks) or orthogonal maps instead of diagonal
+# ones, linear instead of MLP content encoders, the users' content profiles added, or one modality removed from
+# the stalk.
 
 # %%
 ablation_runs = plan.run_ablations(tuned, cache)  # {label: runs}, in ABLATIONS order

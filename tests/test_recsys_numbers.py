@@ -16,9 +16,10 @@ from mmsheaf.recsys.numbers import paper_numbers
 from mmsheaf.report import Latex
 
 ABLATIONS = {
-    "no cross-modal blocks (diag)": {"sheaf": "diag"},
+    "general maps (cross-modal blocks)": {"sheaf": "gen"},
     "orthogonal maps": {"sheaf": "orth"},
     "without text": {"modalities": ["id", "tabular"]},
+    "titles only": {"data_options": {"text": "title"}},
 }
 MULTIMODAL = ["vbpr", "late-fusion", "mm-sheaf"]
 
@@ -53,8 +54,8 @@ def numbers(data: InteractionData, cold: InteractionData | None = None, **change
     args = {
         "summary": summary({"mf": (0.1, 0.0), "lightgcn": (0.2, 0.01), "vbpr": (0.22, 0.0),
                             "late-fusion": (0.24, 0.0), "mm-sheaf": (0.25, 0.01)}),
-        "ablation": ablation({proto.FULL_VARIANT: 0.25, "no cross-modal blocks (diag)": 0.2,
-                              "orthogonal maps": 0.26, "without text": 0.3}),
+        "ablation": ablation({proto.FULL_VARIANT: 0.25, "general maps (cross-modal blocks)": 0.2,
+                              "orthogonal maps": 0.26, "without text": 0.3, "titles only": 0.2}),
         "robustness": robustness(),
         "cold_summary": summary({"vbpr": (0.1, 0.0), "mm-sheaf": (0.15, 0.0)}),
         "ablations": ABLATIONS,
@@ -84,9 +85,11 @@ def test_paper_numbers_closed_form(data) -> None:
         "RecBestVariant": "without text",
         "RecBestVariantNdcg": "0.3000",
         "RecBestVariantGainLightGCN": "50.0",
-        "RecCrossModalEffect": "25.0",  # 100 (0.25 / 0.2 - 1): the blocks help
-        "RecCrossModalVerdict": "help",
+        "RecCrossModalEffect": "-20.0",  # 100 (0.2 / 0.25 - 1): the general maps' blocks do not help
+        "RecCrossModalVerdict": "do not help",
         "RecNoTextNdcg": "0.3000",
+        "RecTitlesOnlyNdcg": "0.2000",
+        "RecPlotsGain": "25.0",  # 100 (0.25 / 0.2 - 1): plots help
         "RecTextRemovedCost": "-20.0",  # 100 (0.2 / 0.25 - 1); the other model's curve is ignored
         "RecTabRemovedCost": "--",  # never removed from every item
         "RecColdBest": "MM-Sheaf",
@@ -101,14 +104,14 @@ def test_verdicts_turn_with_the_numbers(data) -> None:
     out = numbers(
         data,
         summary=summary({"lightgcn": (0.2, 0.03), "mm-sheaf": (0.21, 0.03)}),  # no other multimodal model
-        ablation=ablation({proto.FULL_VARIANT: 0.21, "no cross-modal blocks (diag)": 0.3}),
-        ablations={"no cross-modal blocks (diag)": {"sheaf": "diag"}},  # no ablation without text
+        ablation=ablation({proto.FULL_VARIANT: 0.21, "general maps (cross-modal blocks)": 0.3}),
+        ablations={"general maps (cross-modal blocks)": {"sheaf": "gen"}},  # no ablation without text
         cold_summary=summary({"vbpr": (0.2, 0.0), "late-fusion": (0.1, 0.0)}),  # the sheaf has no cold runs
     )  # fmt: skip
     assert out["RecBeatsLightGCNBySpread"] == "no"  # 0.18 < 0.23
     assert (out["RecBestOtherMM"], out["RecGainBestOtherMM"]) == ("none", "0.0")
-    assert (out["RecCrossModalEffect"], out["RecCrossModalVerdict"]) == ("-30.0", "do not help")
-    assert out["RecNoTextNdcg"] == "--"
+    assert (out["RecCrossModalEffect"], out["RecCrossModalVerdict"]) == ("42.9", "help")
+    assert out["RecNoTextNdcg"] == "--" and out["RecPlotsGain"] == "--"
     assert (out["RecColdBest"], out["RecColdSheafNdcg"]) == ("VBPR", "--")
     assert numbers(data, cold_epochs=None)["RecColdEpochs"] == "--"
 

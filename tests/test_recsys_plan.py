@@ -43,14 +43,16 @@ def old_notebook_specs(p: dict[str, Any], tuned: dict[str, Any]) -> dict[str, An
     DATA_OPTIONS, MODELS, SEEDS, ROBUSTNESS = p["DATA_OPTIONS"], p["MODELS"], p["SEEDS"], p["ROBUSTNESS"]
     MAP_MODEL, ABLATIONS, COLD_MODELS = p["MAP_MODEL"], p["ABLATIONS"], p["COLD_MODELS"]
 
-    def specs_for(name, seeds, dataset="ml100k", extra=None, **kw):  # noqa: ANN001, ANN003, ANN202
+    def specs_for(name, seeds, dataset="ml100k", extra=None, data=None, **kw):  # noqa: ANN001, ANN003, ANN202
         best = tuned[name]
         return [proto.RecRunSpec(dataset, name, {**best["hparams"], **(extra or {})}, best["train"], seed,
-                                 DATA_OPTIONS, **kw) for seed in seeds]  # fmt: skip
+                                 {**DATA_OPTIONS, **(data or {})}, **kw) for seed in seeds]  # fmt: skip
 
     main_specs = [s for name in MODELS
                   for s in specs_for(name, SEEDS, robustness=tuple(ROBUSTNESS), save_embeddings=name == MAP_MODEL)]  # fmt: skip
-    ablations = {label: specs_for("mm-sheaf", SEEDS, extra=change) for label, change in ABLATIONS.items()}
+    ablations = {label: specs_for("mm-sheaf", SEEDS, extra={k: v for k, v in change.items() if k != "data_options"},
+                                  data=change.get("data_options"))  # a data ablation changes the loader's options
+                 for label, change in ABLATIONS.items()}  # fmt: skip
     cold_specs = [s for name in COLD_MODELS for s in specs_for(name, SEEDS, dataset="ml100k-cold")]
     umap = specs_for(MAP_MODEL, SEEDS[:1], robustness=tuple(ROBUSTNESS), save_embeddings=True)[0]
     return {"main": main_specs, "ablations": ablations, "cold": cold_specs, "map": umap}
@@ -92,9 +94,12 @@ def test_the_smoke_plan_in_order() -> None:
     # the map's run is the map model's first final run: its embeddings come with the table's runs
     assert plan.map_spec(tuned).key() == next(s for s in main if s.model == p["MAP_MODEL"]).key()
     abl = plan.ablation_specs(tuned)
-    diag = abl["no cross-modal blocks (diag)"]
-    assert [s.seed for s in diag] == p["SEEDS"] and {s.model for s in diag} == {"mm-sheaf"}
-    assert diag[0].hparams == {**tuned["mm-sheaf"]["hparams"], "sheaf": "diag"} and not diag[0].robustness
+    gen = abl["general maps (cross-modal blocks)"]
+    assert [s.seed for s in gen] == p["SEEDS"] and {s.model for s in gen} == {"mm-sheaf"}
+    assert gen[0].hparams == {**tuned["mm-sheaf"]["hparams"], "sheaf": "gen"} and not gen[0].robustness
+    titles = abl["titles only (no plots)"]  # a data ablation: the loader's options change, not the model's
+    assert titles[0].hparams == tuned["mm-sheaf"]["hparams"]
+    assert titles[0].data_options == {"num_users": 120, "text": "title"}
     assert abl["without text"][0].hparams["modalities"] == ["id", "tabular"]
     assert len({s.key() for specs in abl.values() for s in specs}) == len(abl) * len(p["SEEDS"])
     cold = plan.cold_specs(tuned)

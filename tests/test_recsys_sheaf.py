@@ -328,7 +328,7 @@ def test_concat_readout_blocks_of_their_own_widths_match_padded_joint_diffusion(
 
 
 def test_user_profiles_are_means_of_the_training_items_content(partial) -> None:
-    model = build(partial, user_profiles=True)
+    model = build(partial, user_profiles=True, encoder_hidden=0)
     profile, mask = model.user_profile(partial, "text")
     u, i = partial.train
     has = partial.has("item", "text")
@@ -339,3 +339,12 @@ def test_user_profiles_are_means_of_the_training_items_content(partial) -> None:
             torch.testing.assert_close(profile[user], partial.item_features["text"][seen].mean(0))
     assert "user_text" in model.encoders and "user_tabular" in model.encoders  # tabular: users have their own
     assert model.encoders["user_tabular"].in_features == partial.user_features["tabular"].size(1)
+
+
+def test_content_encoders_are_mlps_by_default_or_linear(data) -> None:
+    mlp, linear = build(data), build(data, encoder_hidden=0)
+    assert isinstance(mlp.encoders["item_text"], torch.nn.Sequential)
+    assert isinstance(linear.encoders["item_text"], torch.nn.Linear)
+    assert mlp.encoders["item_text"][0].out_features == 256
+    with pytest.raises(ValueError, match="encoder_hidden"):
+        build(data, encoder_hidden=-1)

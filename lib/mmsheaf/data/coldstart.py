@@ -45,10 +45,13 @@ from mmsheaf.data.movielens import _edges, _per_user_split, _standardise
 from mmsheaf.data.movielens1m import ML1MColdStart, load_ml1m_coldstart
 from mmsheaf.data.text_cache import embed_texts
 
-__all__ = ["ML1M_PROTOCOLS", "MPAA_RATINGS", "item_text", "load_ml1m"]
+__all__ = ["ML1M_PROTOCOLS", "ML1M_TEXTS", "MPAA_RATINGS", "item_text", "load_ml1m"]
 
 ML1M_PROTOCOLS: tuple[str, ...] = ("cold", "warm", "hybrid")
 """The protocols of :func:`load_ml1m`."""
+
+ML1M_TEXTS: tuple[str, ...] = ("full", "title")
+"""What the item text of :func:`load_ml1m` embeds."""
 
 MPAA_RATINGS: tuple[str, ...] = ("G", "PG", "PG-13", "R", "NC-17", "UNRATED", "unknown")
 """The MPAA rating categories of the tabular modality (``unknown``: no side information joined)."""
@@ -97,6 +100,7 @@ def load_ml1m(
     ratios: Sequence[float] = (0.8, 0.1, 0.1),
     train_fraction: float = 1.0,
     num_users: int | None = None,
+    text: str = "full",
     text_model: str | None = None,
     text_encoder: Callable[[list[str]], Any] | None = None,
     benchmark: ML1MColdStart | None = None,
@@ -111,6 +115,8 @@ def load_ml1m(
         train_fraction: Share of each user's training interactions kept (at least one each), for the curve of
             a metric against the amount of interaction data; ``1.0`` keeps all.
         num_users: Keep only users ``0 .. num_users-1`` (a fast smoke profile); ``None`` keeps all 6,018.
+        text: ``"full"`` (:func:`item_text`: title, plot and credits) or ``"title"`` (the title alone, for the
+            same items: a fast smoke profile, 3,000 short texts instead of paragraphs).
         text_model, text_encoder: As :func:`~mmsheaf.data.text_cache.embed_texts` (tests pass a fake encoder).
         benchmark: The raw tables, if already loaded.
 
@@ -127,6 +133,8 @@ def load_ml1m(
     Raises:
         ValueError: an unknown protocol, or ratios / fractions out of range.
     """
+    if text not in ML1M_TEXTS:
+        raise ValueError(f"unknown text {text!r}: choose one of {', '.join(ML1M_TEXTS)}.")
     if protocol not in ML1M_PROTOCOLS:
         raise ValueError(f"unknown ML-1M protocol {protocol!r}: choose one of {', '.join(ML1M_PROTOCOLS)}.")
     r = np.asarray(ratios, dtype=np.float64)
@@ -173,7 +181,7 @@ def load_ml1m(
     id_mask = torch.zeros(num_i, dtype=torch.bool)
     id_mask[torch.from_numpy(warm_items)] = True
     has_text = items["has_text"].to_numpy(bool).copy()
-    texts = [item_text(row) for _, row in items[has_text].iterrows()]
+    texts = [item_text(row) if text == "full" else str(row["title"]) for _, row in items[has_text].iterrows()]
     embedded = embed_texts(texts, text_model, encoder=text_encoder)
     text = torch.zeros(num_i, embedded.size(1) if embedded.numel() else 0)
     text[torch.from_numpy(has_text)] = embedded.float()

@@ -86,9 +86,10 @@ def _ablation_numbers(summary: pd.DataFrame, ablation: pd.DataFrame,
     lgcn, mm = s.loc[LIGHTGCN, METRIC], s.loc[SHEAF, METRIC]
     abl = ablation.set_index("variant")[METRIC]
     best = abl.idxmax()
-    diag = _ablation(ablations, lambda change: change == {"sheaf": "diag"})
+    gen = _ablation(ablations, lambda change: change.get("sheaf") == "gen" and len(change) == 1)
     no_text = _ablation(ablations, lambda change: "modalities" in change and "text" not in change["modalities"])
-    cross = _gain(mm, abl[diag]) if diag in abl.index else float("nan")
+    titles = _ablation(ablations, lambda change: change.get("data_options", {}).get("text") == "title")
+    cross = _gain(abl[gen], mm) if gen in abl.index else float("nan")
     return {
         "RecBestVariant": Latex(latex_escape(best)),
         "RecBestVariantNdcg": number(abl[best], 4),
@@ -96,6 +97,8 @@ def _ablation_numbers(summary: pd.DataFrame, ablation: pd.DataFrame,
         "RecCrossModalEffect": number(cross, 1),
         "RecCrossModalVerdict": Latex("help" if cross > 0 else "do not help"),
         "RecNoTextNdcg": number(abl[no_text] if no_text in abl.index else float("nan"), 4),
+        "RecTitlesOnlyNdcg": number(abl[titles] if titles in abl.index else float("nan"), 4),
+        "RecPlotsGain": number(_gain(mm, abl[titles]) if titles in abl.index else float("nan"), 1),
     }
 
 
@@ -142,7 +145,8 @@ def paper_numbers(
     Gains are relative changes of NDCG@20 in % (``100 (a / b - 1)``, to 1 decimal); NDCG@20 values to 4
     decimals; ``RecBeatsLightGCNBySpread`` is ``yes`` when the sheaf's mean minus its std exceeds LightGCN's
     mean plus its std; ``RecCrossModalEffect`` compares the tuned sheaf with its ablation without cross-modal
-    blocks (diagonal maps); ``Rec{Text,Tab}RemovedCost`` compare the sheaf's mean NDCG@20 with the modality
+    blocks (its ablation with general maps, against the tuned diagonal maps); ``RecPlotsGain`` compares the tuned
+    sheaf (item text with plots) with its ablation on titles only; ``Rec{Text,Tab}RemovedCost`` compare the sheaf's mean NDCG@20 with the modality
     removed from every item against the clean one.
 
     Args:

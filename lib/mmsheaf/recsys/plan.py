@@ -159,7 +159,8 @@ class RecPlan:
     # ------------------------------------------------------------------------------------------------ runs
     def specs(self, tuned: Tuned, model: str, seeds: Sequence[int] | None = None, *, dataset: str | None = None,
               extra: Mapping[str, Any] | None = None, robustness: Sequence[float] = (),
-              save_embeddings: bool = False, train: Mapping[str, Any] | None = None) -> list[RecRunSpec]:  # fmt: skip
+              save_embeddings: bool = False, train: Mapping[str, Any] | None = None,
+              data_options: Mapping[str, Any] | None = None) -> list[RecRunSpec]:  # fmt: skip
         """One run of ``model`` per seed (default :attr:`seeds`) with its tuned settings.
 
         Args:
@@ -171,13 +172,16 @@ class RecPlan:
             robustness: Fractions of items whose content is removed at test time.
             save_embeddings: Keep the trained embeddings.
             train: Training settings that replace tuned ones (the cold-start runs' epochs).
+            data_options: Loader options added to :attr:`data_options` (a data ablation, a share of the
+                training interactions).
         """
         if model not in tuned:
             raise ValueError(f"no tuned settings for {model!r}: tuned has {sorted(tuned)}.")
         best = tuned[model]
         hparams = {**best["hparams"], **(extra or {})}
+        options = {**self.data_options, **(data_options or {})}
         return [RecRunSpec(dataset or self.dataset, model, hparams, {**best["train"], **(train or {})}, seed,
-                           self.data_options,
+                           options,
                            robustness=tuple(robustness), save_embeddings=save_embeddings)
                 for seed in (self.seeds if seeds is None else seeds)]  # fmt: skip
 
@@ -197,8 +201,13 @@ class RecPlan:
 
     def ablation_specs(self, tuned: Tuned) -> dict[str, list[RecRunSpec]]:
         """The runs of each ablation (by label, in :attr:`ablations`' order): :attr:`ablated` with the change,
-        every seed."""
-        return {label: self.specs(tuned, self.ablated, extra=change) for label, change in self.ablations.items()}
+        every seed. A change's ``data_options`` entry changes the data instead (e.g. ``{"data_options":
+        {"text": "title"}}``: titles without plots); its other entries are hyperparameters."""
+        out = {}
+        for label, change in self.ablations.items():
+            hparams = {k: v for k, v in change.items() if k != "data_options"}
+            out[label] = self.specs(tuned, self.ablated, extra=hparams, data_options=change.get("data_options"))
+        return out
 
     def run_ablations(self, tuned: Tuned, cache: RecRunCache | None = None) -> dict[str, pd.DataFrame]:
         """The runs of each ablation (:func:`~mmsheaf.recsys.protocol.run_specs`), by label."""

@@ -147,10 +147,13 @@ class RecRunSpec(KeyedSpec):
         return RecTrainConfig(**{**self.train, "seed": self.seed})
 
     def describe(self) -> dict[str, Any]:
+        """Everything that determines the run: the model's hyperparameters *with its defaults filled in*, so a
+        changed default is a new run, never a stale cached one."""
         cfg = dataclasses.asdict(self.config())
         cfg["ks"] = list(cfg["ks"])
+        hparams = {**resolve_recommender(self.model).defaults(), **self.hparams}
         return {"schema": SCHEMA, "dataset": self.dataset, "data_options": dict(self.data_options),
-                "model": self.model, "hparams": dict(self.hparams), "train": cfg, "seed": self.seed,
+                "model": self.model, "hparams": hparams, "train": cfg, "seed": self.seed,
                 "robustness": list(self.robustness), "save_embeddings": self.save_embeddings}  # fmt: skip
 
 
@@ -299,7 +302,7 @@ def tune(
 RANKING_METRICS: tuple[str, ...] = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 """The metrics of the main table, in its column order."""
 
-FULL_VARIANT = "tuned (general maps, all modalities)"
+FULL_VARIANT = "tuned (diagonal maps, all modalities)"
 """The ablation table's row of the tuned model itself (the main runs)."""
 
 

@@ -4,31 +4,44 @@ The multimodal sheaf recommender is this project's extension of sheaf diffusion 
 2022 <https://arxiv.org/abs/2202.04579>`_) and of the id-only sheaf recommender Sheaf4Rec (`Purificato et al.,
 ACM TORS 2024 <https://doi.org/10.1145/3691070>`_) to several modalities.
 
-Every node :math:`v` (user or item) has a stalk :math:`\mathcal{F}(v) = \bigoplus_{m} \mathbb{R}^{k}`: one
-:math:`k`-dimensional block per modality :math:`m` (ids, text, tabular), in the layout of NSD with stalk
-dimension :math:`M` (the number of modalities) and :math:`k` channels. Block :math:`m` of node :math:`v` is
-an encoder of :math:`v`'s modality-:math:`m` features (an id embedding, a linear map of the text embedding or
-of the tabular row). The observation mask :math:`\mu_v \in \{0, 1\}^M` says which blocks are observed.
+**Stalks.** Every node :math:`v` (user or item) has a stalk :math:`\mathcal{F}(v) = \bigoplus_{m}
+\mathbb{R}^{k_m}`: one block per modality :math:`m` (ids, text, tabular). Block :math:`m` of node :math:`v` is
+an encoder of :math:`v`'s modality-:math:`m` features (an id embedding; a two-layer MLP, or a linear map, of
+the text embedding or the tabular row). The observation mask :math:`\mu_v \in \{0, 1\}^M` says which blocks
+are observed: users have no text, a cold item has no id (``item_mask["id"]``), an item without a plot no
+text. With ``user_profiles`` a user also observes the mean content of its training items.
 
-Restriction maps :math:`\mathcal{F}_{v \trianglelefteq e} \in \mathbb{R}^{M \times M}` are learned per edge
-from the endpoints' stalks and masks, :math:`\mathcal{F}_{v \trianglelefteq e} = I_{vu} + \sigma(W [x_v \| x_u])`,
+**Restriction maps** :math:`\mathcal{F}_{v \trianglelefteq e}` are learned per edge from the endpoints'
+stalks and masks, :math:`\mathcal{F}_{v \trianglelefteq e} = I_{vu} + \tanh(W [x_v \| \mu_v \| x_u \| \mu_u])`,
 where the identity offset :math:`I_{vu} = \operatorname{diag}(\mu_v \odot \mu_u)` transports modality
-:math:`m` only where both endpoints observe it (so an untrained model starts from the constant sheaf on each
-modality, i.e. from GCN-style propagation). Their diagonal entries *transport* a modality along the edge, their off-diagonal entries *mix*
-modalities across it (an item's text block can reach a user's id block; users have no text). With
-``sheaf="diag"`` there are no cross-modal blocks. Masking, not zero-filling: the columns of a node's
-unobserved blocks are zeroed, so an unobserved block neither sends anything nor is compared with anything,
-and for diagonal maps an edge coordinate is dropped unless both endpoints observe it.
+:math:`m` only where both endpoints observe it (an untrained model starts from the constant sheaf on each
+modality: GCN-style propagation). ``sheaf="diag"`` (the default): diagonal maps, one learned weight per edge and
+modality, so the content of both ends decides how much of each modality an edge carries; ``"gen"`` /
+``"orth"``: :math:`M \times M` maps whose off-diagonal entries *mix* modalities across an edge (an item's text
+can reach a user's id block). Masking, not zero-filling: an unobserved block neither sends anything nor is
+compared with anything.
 
-Diffusion is linear, as in LightGCN, with the normalised sheaf Laplacian
-:math:`\Delta_\mathcal{F} = (D + I)^{-1/2} L_\mathcal{F} (D + I)^{-1/2}`:
+**Diffusion** is linear, as in LightGCN, with the normalised sheaf Laplacian
+:math:`\Delta_\mathcal{F} = (D + I)^{-1/2} L_\mathcal{F} (D + I)^{-1/2}`, and the readout averages over steps:
 
 .. math::
     X_{t+1} = X_t - \alpha\, \Delta_\mathcal{F} X_t, \qquad
-    z_v = \sum_{m:\ \mu_{v,m} = 1} \frac{1}{T+1} \sum_{t=0}^{T} X_{t}[v, m],
+    \bar{X}[v, m] = \frac{1}{T+1} \sum_{t=0}^{T} X_{t}[v, m], \qquad
+    z_v = \sum_{m:\ \mu_{v,m} = 1} \bar{X}[v, m] \ (\texttt{readout="sum"})
+    \ \text{ or } \ \Vert_{m} \mu_{v,m} \bar{X}[v, m] \ (\texttt{"concat"}),
 
-and a user-item score is :math:`\langle z_u, z_i \rangle`, trained with BPR. With ``modalities=("id",)`` the
-stalk is one block and the maps are scalars: the id-only sheaf recommender (Sheaf4Rec with :math:`d = 1`).
+and a user-item score is :math:`\langle z_u, z_i \rangle`, trained with BPR. With the summed readout a user's
+diffused id block meets an item's content blocks in the score, so a cold item (no edge, no id) is ranked by
+:math:`\langle z_u, \mathrm{enc}_{\text{text}}(t_i) + \mathrm{enc}_{\text{tab}}(f_i) \rangle`; ``id_dropout``
+hides the id blocks of random items in training so that content learns to stand in (DropoutNet's idea).
+
+**Cost.** With diagonal maps only the coordinates some user and some item both observe are diffused (with
+users that have ids only, the id block alone), each as its own weighted graph with only its own per-edge
+work: an epoch costs about one LightGCN per diffused coordinate plus the map learner's per-edge work (measured
+in ``benchmarks/recsys_speed.py``); general maps cost :math:`M^2` times as many non-zeros.
+
+With ``modalities=("id",)`` the stalk is one block and the maps are scalars: the id-only sheaf recommender
+(Sheaf4Rec with :math:`d = 1`).
 """
 
 from __future__ import annotations
@@ -87,16 +100,26 @@ def _block_widths(dim: int, modalities: Sequence[str], readout: str,
     return widths
 
 
+def _encoder(in_features: int, width: int, hidden: int) -> nn.Module:
+    """A content block's encoder: linear (``hidden=0``) or a two-layer MLP with a ReLU."""
+    if hidden < 0:
+        raise ValueError(f"encoder_hidden must be >= 0 (0: a linear encoder), got {hidden}.")
+    if hidden == 0:
+        return nn.Linear(in_features, width)
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, width))
+
+
 @register_recommender("mm-sheaf", display="MM-Sheaf")
 class MultimodalSheafRec(Recommender):
     r"""Multimodal sheaf diffusion recommender (this project; see the module docstring for the model).
 
     Args:
         data: The interactions (sizes, feature widths and the training graph are read from it).
-        dim: Block width :math:`k` (the embedding size of scores).
+        dim: The embedding size of scores: every block's width with ``readout="sum"``, their total with
+            ``"concat"``.
         layers: Diffusion steps :math:`T`.
-        sheaf: ``"diag"`` (no cross-modal blocks), ``"orth"`` (orthogonal :math:`M \times M` maps) or
-            ``"gen"`` (general maps).
+        sheaf: ``"diag"`` (no cross-modal blocks, the default), ``"orth"`` (orthogonal :math:`M \times M`
+            maps) or ``"gen"`` (general maps).
         modalities: Blocks of the stalk, a subset of ``("id", "text", "tabular")`` in that order.
         step: Diffusion step :math:`\alpha` (the normalised Laplacian's spectrum is in :math:`[0, 2]`).
         map_learner: ``"linear"`` (NSD's) or ``"mlp"``.
@@ -113,6 +136,8 @@ class MultimodalSheafRec(Recommender):
             modality's features over the user's training items (a content profile), encoded like the items'. Users
             then observe text, so diagonal maps carry it along user-item edges and a cold item's text is compared
             with the texts its users watched.
+        encoder_hidden: Hidden width of the content blocks' encoders: ``0`` for a linear map of the features,
+            else a two-layer MLP with a ReLU.
         readout: ``"sum"``: a node's embedding is the sum of its observed diffused blocks, each of width
             ``dim``; ``"concat"``: the blocks side by side, of widths ``block_widths`` summing to ``dim`` (so the
             embedding size, and the cost of diffusion, is that of one ``dim``-wide LightGCN), and a score is the
@@ -131,7 +156,7 @@ class MultimodalSheafRec(Recommender):
         data: InteractionData,
         dim: int = 64,
         layers: int = 2,
-        sheaf: str = "gen",
+        sheaf: str = "diag",
         modalities: Sequence[str] = MODALITIES,
         step: float = 1.0,
         map_learner: str = "linear",
@@ -144,6 +169,7 @@ class MultimodalSheafRec(Recommender):
         user_profiles: bool = False,
         readout: str = "sum",
         block_widths: Sequence[int] | None = None,
+        encoder_hidden: int = 256,
     ) -> None:
         super().__init__()
         modalities = tuple(modalities)
@@ -182,9 +208,9 @@ class MultimodalSheafRec(Recommender):
         for side, feats in (("user", data.user_features), ("item", data.item_features)):
             for m in modalities:
                 if m != "id" and m in feats:
-                    self.encoders[f"{side}_{m}"] = nn.Linear(feats[m].size(1), width[m])
+                    self.encoders[f"{side}_{m}"] = _encoder(feats[m].size(1), width[m], encoder_hidden)
                 elif m != "id" and side == "user" and user_profiles and m in data.item_features:
-                    self.encoders[f"user_{m}"] = nn.Linear(data.item_features[m].size(1), width[m])  # profiles
+                    self.encoders[f"user_{m}"] = _encoder(data.item_features[m].size(1), width[m], encoder_hidden)
         M = len(modalities)
         self._profiles: dict[str, tuple[Tensor, int, Tensor, Tensor]] = {}
         kwargs = {"hidden_channels": map_hidden} if map_learner == "mlp" else {}
@@ -196,7 +222,9 @@ class MultimodalSheafRec(Recommender):
         if self.id_embedding is not None:
             nn.init.normal_(self.id_embedding.weight, std=self.init_std)
         for enc in self.encoders.values():
-            enc.reset_parameters()
+            for layer in enc.modules():
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
         self.map_learner.reset_parameters()
         if self.zero_init_maps:
             nn.init.zeros_(self.map_learner.output_layer.weight)

@@ -55,6 +55,8 @@ RUN_FOLDERS: Mapping[str, tuple[str, ...]] = {
     "01_sheaf_diffusion": ("node_classification",),
     "02_multimodal_sheaf": ("recsys_runs",),
     "03_arcface_vs_contrastive": ("metric_runs",),
+    "04_huse": ("huse_runs",),
+    "05_cold_start": ("recsys_runs",),
 }
 """The run-cache folders (under :func:`mmsheaf.paths.cache_root`) of each notebook."""
 
