@@ -134,6 +134,11 @@ def test_warm_and_hybrid_protocols_split_the_warm_interactions_per_user(benchmar
     assert torch.unique(tenth.train[0]).numel() == 6018  # every user keeps at least one
     small = load_ml1m(protocol="cold", num_users=50, text_encoder=FakeTextEncoder(), benchmark=benchmark)
     assert small.num_users == 50 and int(small.train[0].max()) < 50 and small.num_items == 3018
+    titles = FakeTextEncoder()  # the smoke profile's text: titles alone, for the same items
+    short = load_ml1m(protocol="cold", text="title", text_encoder=titles, benchmark=benchmark)
+    assert torch.equal(short.item_mask["text"], small.item_mask["text"]) and "Toy Story (1995)" in titles.seen
+    with pytest.raises(ValueError, match="choose one of full, title"):
+        load_ml1m(protocol="cold", text="plot", benchmark=benchmark)
 
 
 def test_bad_protocol_arguments_say_what_to_choose(tmp_path: Path) -> None:
