@@ -274,22 +274,30 @@ def info_nce(anchor: torch.Tensor, candidates: list[torch.Tensor], tau: float, c
 
 
 def test_clcrec_terms_are_the_papers_info_nce(cold) -> None:
-    model = build("clcrec", cold, temperature=0.5, num_neg=3)
+    model = build("clcrec", cold, temperature=0.5, num_neg=4)
     users, pos = torch.tensor([0, 3]), torch.tensor([1, COLD[1]])  # the second positive is a cold item
-    negs = torch.tensor([[4, 6, 7], [0, 8, 11]])
-    replace = torch.tensor([[False, True, False, False], [False, False, True, False]])
-    ui, re, z = model.contrastive_terms(cold, users, pos, negs, replace)
+    negs = torch.tensor([4, 1, 9, 12])  # shared; 1 is row 0's positive, user 0 trained on 9 and user 3 on 12
+    replace = torch.tensor([[False, True, False, False, True], [False, False, True, False, False]])
+    ui, re, sq = model.contrastive_terms(cold, users, pos, negs, replace)
     emb, user = model.item_embedding.weight, model.user_embedding.weight
     reps = model.represent(cold)
     warm = cold.has("item", "id")
+    trained = set(map(tuple, cold.train.t().tolist()))
     ui_terms, re_terms = [], []
     for b in range(2):
-        items = [int(pos[b])] + negs[b].tolist()
-        zs = [reps[j] if (replace[b, k] or not warm[j]) else emb[j] for k, j in enumerate(items)]
-        ui_terms.append(info_nce(user[users[b]], zs, 0.5, cosine=False))
-        if warm[items[0]]:  # a cold positive is no R-E anchor
-            re_terms.append(info_nce(emb[items[0]], [reps[j] for j in items], 0.5, cosine=True))
-        assert torch.allclose(z[b], torch.stack(zs))
+        u, p = int(users[b]), int(pos[b])
+        kept = [k for k, j in enumerate(negs.tolist()) if j != p and (u, j) not in trained]  # U-I's negatives
+        assert kept == ([0, 3] if b == 0 else [0, 1, 2])  # own positive and trained items left out
+        z = lambda k, j: reps[j] if (replace[b, k] or not warm[j]) else emb[j]  # noqa: E731
+        zs = [z(0, p)] + [z(k + 1, negs[k].item()) for k in kept]
+        ui_terms.append(info_nce(user[u], zs, 0.5, cosine=False))
+        if warm[p]:  # a cold positive is no R-E anchor; R-E drops only the positive itself
+            re_terms.append(info_nce(emb[p], [reps[p]] + [reps[j] for j in negs.tolist() if j != p], 0.5, cosine=True))
+        expected = torch.zeros(5)
+        expected[0] = zs[0].pow(2).sum()
+        for i, k in enumerate(kept):
+            expected[k + 1] = zs[i + 1].pow(2).sum()
+        assert torch.allclose(sq[b], expected)
     assert torch.allclose(ui, torch.stack(ui_terms).mean(), atol=1e-6)
     assert len(re_terms) == 1 and torch.allclose(re, re_terms[0], atol=1e-6)
     # The training loss: lam * R-E + (1 - lam) * U-I + the BPR-style L2 term, on the draws of the global RNG.
@@ -298,39 +306,36 @@ def test_clcrec_terms_are_the_papers_info_nce(cold) -> None:
     set_seed(5)
     loss = model.training_loss(cold, users, pos, neg, reg_weight=0.2)
     set_seed(5)
-    negs = model.sample_negatives(cold, users)
+    negs = model.sample_negatives(cold)
     replace = torch.rand(6, 5) < model.sample_ratio
-    ui, re, z = model.contrastive_terms(cold, users, pos, negs, replace)
-    reg = user[users].pow(2).sum() + z[:, 0].pow(2).sum() + z[:, 1:].pow(2).sum() / 4
+    ui, re, sq = model.contrastive_terms(cold, users, pos, negs, replace)
+    reg = user[users].pow(2).sum() + sq[:, 0].sum() + sq[:, 1:].sum() / 4
     assert torch.allclose(loss, 0.3 * re + 0.7 * ui + 0.2 * reg / 12, atol=1e-6)
 
 
-def test_clcrec_negatives_are_warm_items_the_user_never_trained_on(cold) -> None:
-    model = build("clcrec", cold, num_neg=40)
-    users = cold.train[0]
+def test_clcrec_negatives_are_warm_items(cold) -> None:
+    model = build("clcrec", cold, num_neg=400)
     set_seed(0)
-    negs = model.sample_negatives(cold, users)
-    assert negs.shape == (users.numel(), 40)
-    assert cold.has("item", "id")[negs].all()
-    train_pairs = set(map(tuple, cold.train.t().tolist()))
-    assert not any((u, j) in train_pairs for u, row in zip(users.tolist(), negs.tolist()) for j in row)
+    negs = model.sample_negatives(cold)
+    assert negs.shape == (400,) and cold.has("item", "id")[negs].all()
+    assert set(negs.tolist()) == set(cold.has("item", "id").nonzero().flatten().tolist())  # all of them come up
     with pytest.raises(ValueError, match="no item has an observed id"):
-        model.sample_negatives(cold.drop_modality("item", "id", torch.arange(I)), users)
+        model.sample_negatives(cold.drop_modality("item", "id", torch.arange(I)))
 
 
 @pytest.mark.parametrize("term", ["ui", "re"])
 def test_clcrec_a_step_down_the_gradient_favours_the_positive(term: str, data) -> None:
     model = build("clcrec", data, lam=0.0 if term == "ui" else 1.0, sample_ratio=0.0, num_neg=3)
-    users, pos, negs = torch.tensor([2]), torch.tensor([5]), torch.tensor([[1, 9, 12]])
+    users, pos, negs = torch.tensor([2]), torch.tensor([5]), torch.tensor([1, 9, 12])
     replace = torch.zeros(1, 4, dtype=torch.bool)
 
     def margins() -> torch.Tensor:
         with torch.no_grad():
             if term == "ui":  # the ranking scores <e_u, e_i> of model(data)
                 user_emb, item_emb = model(data)
-                scores = item_emb[torch.cat([pos, negs[0]])] @ user_emb[users[0]]
+                scores = item_emb[torch.cat([pos, negs])] @ user_emb[users[0]]
             else:  # cos(e_i, r_j) of the positive's embedding with its own and the negatives' content
-                reps = F.normalize(model.represent(data, torch.cat([pos, negs[0]])), dim=1)
+                reps = F.normalize(model.represent(data, torch.cat([pos, negs])), dim=1)
                 scores = reps @ F.normalize(model.item_embedding.weight[pos[0]], dim=0)
         return scores[0] - scores[1:]
 
