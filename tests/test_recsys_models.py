@@ -227,7 +227,8 @@ def test_vbpr_missing_modality_uses_the_learned_vector_not_zeros(partial) -> Non
     assert torch.all(g[missing, :text_width] == 0.5) and torch.equal(g[~missing], f[~missing])
     user_emb, item_emb = model(partial)
     assert user_emb.shape == (U, 8) and item_emb.shape == (I, 8)  # [gamma_u || theta_u], [gamma_i || E f_i]
-    assert torch.equal(item_emb[:, :5], model.item_embedding.weight)
+    warm = partial.has("item", "id").unsqueeze(1)  # item 9's id is masked: no latent factors
+    assert torch.equal(item_emb[:, :5], torch.where(warm, model.item_embedding.weight, 0.0))
     assert torch.allclose(item_emb[:, 5:], model.content(g))
 
 
@@ -305,3 +306,18 @@ def test_symmetric_spmm_matches_lgconv_forward_and_backward(data) -> None:
     (g_out,) = torch.autograd.grad((out * w).sum(), x)
     assert torch.allclose(g_out, g_ref)
     assert torch.autograd.gradcheck(lambda t: symmetric_spmm(adj, t), (x,))
+
+
+def test_vbpr_scores_a_cold_item_from_its_content_alone() -> None:
+    data = planted_interactions(num_users=20, num_items=30, num_groups=3, seed=4)
+    cold = torch.tensor([3, 8])
+    split = data.replace(train=data.train[:, ~torch.isin(data.train[1], cold)]).drop_modality("item", "id", cold)
+    set_seed(0)
+    model = build_recommender("vbpr", split, dim=8)
+    _, items = model(split)
+    with torch.no_grad():
+        model.item_embedding.weight[cold] += 5.0  # its latent factors are never read
+        model.item_embedding.weight[0] += 5.0
+    _, again = model(split)
+    assert torch.equal(again[cold], items[cold]) and not torch.equal(again[0], items[0])
+    assert (items[cold, : 8 - model.content_dim] == 0).all()

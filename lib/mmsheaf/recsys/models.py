@@ -207,7 +207,8 @@ class VBPR(Recommender):
 
     where :math:`\mathbf{x}_{i,m}` is item :math:`i`'s modality-:math:`m` feature row, :math:`\mu_{i,m}` its
     observation mask and :math:`\mathbf{c}_m` a learned "missing" vector (initialised at zero): a missing
-    modality is not read as an observed row of zeros, and the features of unobserved rows never matter.
+    modality is not read as an observed row of zeros, and the features of unobserved rows never matter. A cold
+    item (its id masked) has :math:`\boldsymbol{\gamma}_i = \mathbf{0}`: it is scored from its content alone.
 
     Args:
         data: The interactions (sizes and the item features).
@@ -259,7 +260,9 @@ class VBPR(Recommender):
 
     def forward(self, data: InteractionData) -> tuple[Tensor, Tensor]:
         self.check_data(data)
-        items = torch.cat([self.item_embedding.weight, self.content(self.item_content(data))], dim=1)
+        # A cold item (id masked) has no latent factors: gamma_i = 0, never its untrained random row.
+        gamma = torch.where(modality_mask(data, "item", "id").unsqueeze(1), self.item_embedding.weight, 0.0)
+        items = torch.cat([gamma, self.content(self.item_content(data))], dim=1)
         return self.user_embedding.weight, items
 
     def extra_repr(self) -> str:
