@@ -142,7 +142,7 @@ def test_masked_out_features_are_never_read(sheaf: str, partial) -> None:
     user_emb, item_emb = model(partial)
     item_feats = {k: v.clone() for k, v in partial.item_features.items()}
     user_feats = {k: v.clone() for k, v in partial.user_features.items()}
-    item_feats["text"][~partial.has("item", "text")] = 1e3
+    item_feats["text"][~partial.has("item", "text")] = float("nan")  # even NaN is never read
     item_feats["tabular"][~partial.has("item", "tabular")] = -50.0
     user_feats["tabular"][~partial.has("user", "tabular")] = 7.0
     user_2, item_2 = model(partial.replace(item_features=item_feats, user_features=user_feats))

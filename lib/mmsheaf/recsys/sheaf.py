@@ -258,9 +258,11 @@ class MultimodalSheafRec(Recommender):
             return self.encoders[key](profile), mask
         feats = data.user_features if side == "user" else data.item_features
         mask = data.has(side, m)
+        # Unobserved rows are zeroed before the encoder: whatever they hold (even NaN) never reaches a block.
+        x = torch.where(mask.unsqueeze(1), feats[m], 0.0)
         if self.training and self.modality_dropout > 0 and side == "item":
             mask = mask & (torch.rand(n, device=mask.device) >= self.modality_dropout)
-        return self.encoders[key](feats[m]), mask
+        return self.encoders[key](x), mask
 
     def user_profile(self, data: InteractionData, m: str) -> tuple[Tensor, Tensor]:
         r"""The users' modality-``m`` profiles :math:`\bar{\mathbf{x}}_u = \frac{1}{|N_u|}\sum_{i \in N_u}
