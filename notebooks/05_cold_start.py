@@ -54,8 +54,8 @@ MODEL_SEARCH = {"mm-sheaf": {"id_dropout": {"type": "categorical", "choices": [0
 HPO_TRIALS = 2
 SEEDS = [0, 1]
 ABLATIONS = {
-    "no user content profiles": {"user_profiles": False},
-    "no id dropout": {"id_dropout": 0.0},
+    "linear content encoders": {"encoder_hidden": 0},
+    "user content profiles": {"user_profiles": True},
 }
 FRACTIONS = [0.25, 1.0]
 FRACTION_MODELS = ["lightgcn", "mm-sheaf"]
@@ -141,10 +141,11 @@ rep.figure(fig, "recsys_ml1m_cold")
 
 # %% [markdown]
 # ## Ablations of the multimodal sheaf (cold protocol)
-# The tuned multimodal sheaf with one design choice changed: without the users' content profiles (users then
-# observe ids only, and text cannot cross a user-item edge), without id dropout, with the general (cross-modal)
-# maps of notebook 02, with summed blocks instead of the concatenated per-modality blocks, or without a
-# modality.
+# The tuned multimodal sheaf with one design choice changed: without id dropout; with linear instead of MLP
+# content encoders; with the general (cross-modal) maps that were notebook 02's model before (an item's text can
+# then reach its users' id blocks); with the users' content profiles (the mean content of a user's training
+# items as a user block, so that text crosses user-item edges), summed or side by side at per-modality widths;
+# or without a modality.
 
 # %%
 cold_plan = study.plan("cold")
