@@ -109,8 +109,11 @@ def test_fraction_frame_joins_the_curve_runs_with_the_main_runs() -> None:
 
 
 def test_speed_numbers_read_the_benchmark() -> None:
-    speed = pd.DataFrame({"dataset": ["ml1m-cold"] * 2, "model": ["lightgcn", "mm-sheaf"],
-                          "ms_per_epoch": [1000.0, 2500.0]})  # fmt: skip
-    assert speed_numbers(speed)["CsSpeedRatio"] == "2.5"
+    speed = pd.DataFrame({"dataset": ["ml1m-cold"] * 3 + ["ml100k"] * 3,
+                          "model": ["lightgcn", "mm-sheaf", "mm-sheaf[sheaf=gen]"] * 2,
+                          "ms_per_epoch": [1000.0, 2500.0, 16000.0, 200.0, 900.0, 3000.0]})  # fmt: skip
+    n = speed_numbers(speed)
+    assert (n["CsSpeedRatio"], n["CsSpeedGenRatio"], n["CsSpeedMs"]) == ("2.5", "16.0", "2{,}500")
+    assert (n["CsSpeedRatioHundredK"], n["CsSpeedGenRatioHundredK"]) == ("4.5", "15.0")
     with pytest.raises(ValueError, match="run benchmarks/recsys_speed.py"):
-        speed_numbers(speed, dataset="ml100k")
+        speed_numbers(speed[speed.dataset == "ml100k"])

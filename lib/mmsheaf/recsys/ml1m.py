@@ -232,13 +232,20 @@ def coldstart_numbers(
     return out
 
 
-def speed_numbers(speed: pd.DataFrame, model: str = SHEAF, dataset: str = "ml1m-cold") -> dict[str, Latex]:
-    """The epoch time of ``model`` against LightGCN's at equal embedding size, from the speed benchmark
-    (``benchmarks/results/recsys_speed.csv``): ``CsSpeedRatio`` (x LightGCN) and ``CsSpeedMs``."""
-    rows = speed[(speed.dataset == dataset)].set_index("model")
-    if model not in rows.index or "lightgcn" not in rows.index:
-        raise ValueError(f"the speed benchmark has no rows of {model!r} and 'lightgcn' on {dataset}: run "
-                         "benchmarks/recsys_speed.py.")  # fmt: skip
-    return {"CsSpeedRatio": number(rows.loc[model, "ms_per_epoch"] / rows.loc["lightgcn", "ms_per_epoch"], 1),
-            "CsSpeedMs": number(rows.loc[model, "ms_per_epoch"], 0),
-            "CsSpeedLightGCNMs": number(rows.loc["lightgcn", "ms_per_epoch"], 0)}  # fmt: skip
+def speed_numbers(speed: pd.DataFrame) -> dict[str, Latex]:
+    """The epoch time of the multimodal sheaf against LightGCN's at equal embedding size, from the speed
+    benchmark (``benchmarks/results/recsys_speed.csv``): on ML-1M cold ``CsSpeedRatio`` (x LightGCN),
+    ``CsSpeedMs``, ``CsSpeedLightGCNMs`` and the general maps' ``CsSpeedGenRatio``; on ML-100K
+    ``CsSpeedRatioHundredK`` and ``CsSpeedGenRatioHundredK``."""
+    out = {}
+    for dataset, suffix in (("ml1m-cold", ""), ("ml100k", "HundredK")):
+        rows = speed[speed.dataset == dataset].set_index("model")["ms_per_epoch"]
+        missing = [m for m in (SHEAF, "lightgcn", f"{SHEAF}[sheaf=gen]") if m not in rows.index]
+        if missing:
+            raise ValueError(f"the speed benchmark has no rows of {missing} on {dataset}: run "
+                             "benchmarks/recsys_speed.py.")  # fmt: skip
+        out[f"CsSpeedRatio{suffix}"] = number(rows[SHEAF] / rows["lightgcn"], 1)
+        out[f"CsSpeedGenRatio{suffix}"] = number(rows[f"{SHEAF}[sheaf=gen]"] / rows["lightgcn"], 1)
+        if not suffix:
+            out.update(CsSpeedMs=number(rows[SHEAF], 0), CsSpeedLightGCNMs=number(rows["lightgcn"], 0))
+    return out
