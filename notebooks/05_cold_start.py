@@ -98,7 +98,8 @@ for p, d in data.items():
 
 # %% [markdown]
 # ## Searches, then the final runs, protocol by protocol
-# Optuna (TPE, seeded), the same number of trials for every model on each protocol's validation Recall@20;
+# Optuna (seeded; TPE after 10 random start-up trials, so a budget of 8 is a seeded random search), the same
+# number of trials for every model on each protocol's validation Recall@20;
 # each trial is a cached training run. MMRec's published grid search keeps the configuration with the best
 # *test* Recall@20 (its open issue 64); here nothing is selected on test.
 
