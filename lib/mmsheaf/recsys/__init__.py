@@ -6,12 +6,15 @@ user-item interactions.
 - :mod:`~mmsheaf.recsys.models`: the baselines MF-BPR, LightGCN, VBPR and a late-fusion multimodal GCN.
 - :mod:`~mmsheaf.recsys.sheaf`: the multimodal sheaf recommender and its id-only version.
 - :mod:`~mmsheaf.recsys.coldstart`: the item cold-start baselines content-only, DropoutNet and CLCRec.
+- :mod:`~mmsheaf.recsys.losses`: :func:`bpr_loss`, every model's objective unless it defines its own.
 - :mod:`~mmsheaf.recsys.train`: :func:`fit_recommender` (BPR, early stopping on a validation metric).
 - :mod:`~mmsheaf.recsys.evaluate`: :func:`ranking_metrics` / :func:`per_user_metrics` (Recall@K, NDCG@K).
 - :mod:`~mmsheaf.recsys.synthetic`: :func:`planted_interactions`, a tiny data set with planted groups.
 - :mod:`~mmsheaf.recsys.protocol`: what is run (run specs, cached runs over seeds, tuning) and the tables.
 - :mod:`~mmsheaf.recsys.plan`: the notebook's lists of runs and searches, from its parameters (:class:`RecPlan`).
 - :mod:`~mmsheaf.recsys.numbers`: the numbers the paper quotes.
+- :mod:`~mmsheaf.recsys.ml1m`: the MovieLens-1M cold-start study of notebook 05 (a plan per protocol, its table
+  and numbers).
 
 The data container is :class:`mmsheaf.data.interactions.InteractionData`.
 """
