@@ -42,7 +42,7 @@ from torch import Tensor
 
 from mmsheaf.data.interactions import InteractionData
 from mmsheaf.data.movielens import _edges, _per_user_split, _standardise
-from mmsheaf.data.movielens1m import ML1MColdStart, load_ml1m_coldstart
+from mmsheaf.data.movielens1m import ML1M_COLD_COUNTS, ML1MColdStart, load_ml1m_coldstart
 from mmsheaf.data.text_cache import embed_texts
 
 __all__ = ["ML1M_PROTOCOLS", "ML1M_TEXTS", "MPAA_RATINGS", "item_text", "load_ml1m"]
@@ -72,9 +72,14 @@ def item_text(row: pd.Series) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _item_tabular(items: pd.DataFrame) -> np.ndarray:
+def _genres(items: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """The benchmark's genre names (sorted) and the items' multi-hot flags, ``(I, G)``."""
     genres = sorted({g for gs in items["genres"] for g in str(gs).split("|") if g and g != "(no genres listed)"})
     flags = np.array([[g in str(gs).split("|") for g in genres] for gs in items["genres"]], dtype=np.float32)
+    return genres, flags
+
+
+def _item_tabular(items: pd.DataFrame, flags: np.ndarray) -> np.ndarray:
     year = items["title"].str.extract(r"\((\d{4})\)\s*$")[0].astype(float).to_numpy()
     if np.isnan(year).any():
         raise ValueError("ml1m-coldstart: every benchmark title ends with its year '(dddd)'; some do not.")
@@ -147,8 +152,8 @@ def load_ml1m(
         raise ValueError(f"num_users must be a positive number of users or None for all, got {num_users}.")
     b = benchmark if benchmark is not None else load_ml1m_coldstart(root)
     items = b.items
-    num_u, num_i = int(b.train["uid"].max()) + 1, len(items)
-    num_u = max(num_u, int(b.val["uid"].max()) + 1, int(b.test["uid"].max()) + 1)
+    num_u = num_users if num_users is not None else ML1M_COLD_COUNTS["users"]  # ids checked by the loader
+    num_i = len(items)
 
     def pairs(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         if num_users is not None:
@@ -175,8 +180,6 @@ def load_ml1m(
             val = _edges(np.r_[warm_u[part == 1], cold_val[0]], np.r_[warm_i[part == 1], cold_val[1]])
             test = _edges(np.r_[warm_u[part == 2], cold_test[0]], np.r_[warm_i[part == 2], cold_test[1]])
             val_cands, cands = np.union1d(warm_items, val_items), np.union1d(warm_items, test_items)
-    if num_users is not None:
-        num_u = num_users
 
     id_mask = torch.zeros(num_i, dtype=torch.bool)
     id_mask[torch.from_numpy(warm_items)] = True
@@ -185,8 +188,7 @@ def load_ml1m(
     embedded = embed_texts(texts, text_model, encoder=text_encoder)
     text = torch.zeros(num_i, embedded.size(1) if embedded.numel() else 0)
     text[torch.from_numpy(has_text)] = embedded.float()
-    genres = sorted({g for gs in items["genres"] for g in str(gs).split("|") if g and g != "(no genres listed)"})
-    labels = torch.tensor([[g in str(gs).split("|") for g in genres] for gs in items["genres"]], dtype=torch.float32)
+    genres, flags = _genres(items)
 
     def long(x: np.ndarray) -> Tensor:
         return torch.from_numpy(np.asarray(x, dtype=np.int64))
@@ -199,12 +201,12 @@ def load_ml1m(
         val=val,
         test=test,
         user_mask={"id": torch.ones(num_u, dtype=torch.bool)},
-        item_features={"text": text, "tabular": torch.from_numpy(_item_tabular(items))},
+        item_features={"text": text, "tabular": torch.from_numpy(_item_tabular(items, flags))},
         item_mask={"id": id_mask, "text": torch.from_numpy(has_text),
                    "tabular": torch.ones(num_i, dtype=torch.bool)},  # fmt: skip
         candidates=long(cands),
         val_candidates=long(val_cands),
-        item_labels=labels,
+        item_labels=torch.from_numpy(flags),
         label_names=tuple(genres),
         item_names=tuple(items["title"].astype(str)),
     )

@@ -250,22 +250,20 @@ class DropoutNet(Recommender):
         r""":math:`\Phi_v` of ``items`` (all items by default), :math:`(n, \sum_m F_m)`."""
         return self.content(data, items)
 
-    def _towers(self, data: InteractionData, users: Tensor | None, items: Tensor | None,
-                keep: Tensor | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
-        """``f_U`` of ``users`` and ``f_V`` of ``items`` (``None``: all); ``keep`` zeroes dropped inputs."""
-        warm = _id_mask(data)
-        pref_u = self.user_pref if users is None else self.user_pref[users]
-        pref_v = self.item_pref if items is None else self.item_pref[items]
-        keep_v = warm if items is None else warm[items]  # a cold item's V is never read
-        if keep is not None:
-            keep_v = keep_v & keep
-        pref_v = torch.where(keep_v.unsqueeze(1), pref_v, 0.0)
-        content = torch.tanh(self.content_layer(self.content(data, items)))
-        return self.user_mlp(pref_u), self.item_mlp(torch.cat([pref_v, content], dim=1))
+    def _preference(self, data: InteractionData, items: Tensor | None = None) -> Tensor:
+        r""":math:`\mathbf{V}` of ``items`` (all by default), zero for a cold item (its row is never read)."""
+        pref = self.item_pref if items is None else self.item_pref[items]
+        warm = _id_mask(data) if items is None else _id_mask(data)[items]
+        return torch.where(warm.unsqueeze(1), pref, 0.0)
+
+    def _content_code(self, data: InteractionData, items: Tensor | None = None) -> Tensor:
+        """The item tower's content layer of ``items`` (all by default)."""
+        return torch.tanh(self.content_layer(self.content(data, items)))
 
     def forward(self, data: InteractionData) -> tuple[Tensor, Tensor]:
         self.check_data(data)
-        return self._towers(data, None, None)
+        items = self.item_mlp(torch.cat([self._preference(data), self._content_code(data)], dim=1))
+        return self.user_mlp(self.user_pref), items
 
     def training_loss(self, data: InteractionData, users: Tensor, pos: Tensor, neg: Tensor,
                       reg_weight: float = 0.0) -> Tensor:  # fmt: skip
@@ -283,15 +281,15 @@ class DropoutNet(Recommender):
             keep = keep & (torch.rand(items.shape, device=items.device) >= self.dropout)
         uniq_items, item_inv = torch.unique(items, return_inverse=True)
         uniq_users, user_inv = torch.unique(users2, return_inverse=True)
-        content = torch.tanh(self.content_layer(self.content(data, uniq_items)))
-        pref_v = torch.where(warm_all[uniq_items].unsqueeze(1), self.item_pref[uniq_items], 0.0)
+        content = self._content_code(data, uniq_items)
+        pref_v = self._preference(data, uniq_items)  # a cold item's V is never read
         kept = self.item_mlp(torch.cat([pref_v, content], dim=1))
         dropped = self.item_mlp(torch.cat([torch.zeros_like(pref_v), content], dim=1))
         item_out = torch.where(keep.unsqueeze(1), kept[item_inv], dropped[item_inv])
         user_out = self.user_mlp(self.user_pref[uniq_users])[user_inv]
         warm = warm_all[items]
-        target = (self.user_pref[users2] * torch.where(warm.unsqueeze(1), self.item_pref[items], 0.0)).sum(-1)
-        error = ((user_out * item_out).sum(-1) - target).pow(2)  # a cold item's V is never read
+        target = (self.user_pref[users2] * pref_v[item_inv]).sum(-1)
+        error = ((user_out * item_out).sum(-1) - target).pow(2)
         weight = warm.to(error.dtype)  # cold pairs are left out
         loss = (error * weight).sum() / weight.sum().clamp(min=1.0)
         if reg_weight:

@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -73,19 +73,12 @@ def _ml100k_cold(**options: Any) -> InteractionData:
     return load_ml100k(split="cold", **options)
 
 
-def _ml1m(protocol: str) -> Callable[..., InteractionData]:
-    def load(**options: Any) -> InteractionData:
-        return load_ml1m(protocol=protocol, **options)
-
-    return load
-
-
 DATASETS: dict[str, Callable[..., InteractionData]] = {
     "ml100k": _ml100k,
     "ml100k-cold": _ml100k_cold,
-    "ml1m-cold": _ml1m("cold"),
-    "ml1m-warm": _ml1m("warm"),
-    "ml1m-hybrid": _ml1m("hybrid"),
+    "ml1m-cold": partial(load_ml1m, protocol="cold"),
+    "ml1m-warm": partial(load_ml1m, protocol="warm"),
+    "ml1m-hybrid": partial(load_ml1m, protocol="hybrid"),
     "planted": planted_interactions,
 }
 """Interaction datasets by name: MovieLens-100K (random 8:1:1 and cold-start splits; ``text="title+plot"``

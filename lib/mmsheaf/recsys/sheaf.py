@@ -55,23 +55,7 @@ from mmsheaf.data.interactions import MODALITIES, InteractionData
 from mmsheaf.recsys.registry import Recommender, register_recommender
 from mmsheaf.sheaf import MAP_LEARNERS, SheafIndex, build_index, sheaf_laplacian, validate_sheaf
 
-__all__ = ["READOUTS", "MultimodalSheafRec", "IdSheafRec", "stalks"]
-
-
-def stalks(blocks: Sequence[Tensor], masks: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-    r"""Stack per-modality blocks into masked stalks.
-
-    Args:
-        blocks: :math:`M` tensors of shape :math:`(N, k)`.
-        masks: :math:`M` bool tensors of shape :math:`(N,)`, ``True`` where observed.
-
-    Returns:
-        ``(x, mu)``: stalks :math:`(N, M, k)` with unobserved blocks set to zero and the float mask
-        :math:`(N, M)`.
-    """
-    mu = torch.stack([m.to(blocks[0].dtype) for m in masks], dim=1)
-    x = torch.stack(list(blocks), dim=1) * mu.unsqueeze(-1)
-    return x, mu
+__all__ = ["READOUTS", "MultimodalSheafRec", "IdSheafRec"]
 
 
 READOUTS: tuple[str, ...] = ("sum", "concat")
@@ -343,8 +327,9 @@ class MultimodalSheafRec(Recommender):
             # of maps per coordinate costs a zero-filled copy of them all in the backward pass.)
             features = torch.cat(blocks, dim=1)
             out = list(blocks)
-            for r in rows.tolist():
-                maps = self.restriction_maps(features, mu, index, rows[rows == r])  # (2E, 1)
+            for row in rows.split(1):
+                r = int(row)
+                maps = self.restriction_maps(features, mu, index, row)  # (2E, 1)
                 lap = sheaf_laplacian(index, maps, sheaf="diag", normalisation="sym")
                 h = blocks[r].unsqueeze(1)
                 total = h
