@@ -179,7 +179,7 @@ if fractions is not None:
 
 # %%
 numbers = coldstart_numbers(data, summaries, ablation, fractions, coverage=benchmark.coverage,
-                            num_seeds=len(SEEDS), trials=HPO_TRIALS)  # fmt: skip
+                            num_seeds=len(SEEDS), trials=HPO_TRIALS, ablations=ABLATIONS)  # fmt: skip
 numbers.update(speed_numbers(pd.read_csv(paths.repo_root() / "benchmarks" / "results" / "recsys_speed.csv")))
 for key in ("CsColdGain", "CsColdBest", "CsColdTargetMet", "CsWarmGain", "CsWarmTargetMet"):
     print(key, numbers.get(key))

@@ -8,6 +8,7 @@ import torch
 
 from mmsheaf.data.interactions import InteractionData
 from mmsheaf.recsys.ml1m import ColdStartStudy, coldstart_numbers, fraction_frame, protocol_table, speed_numbers
+from mmsheaf.recsys.protocol import FULL_VARIANT
 
 TUNED = {"hparams": {"dim": 64, "layers": 2}, "train": {"lr": 0.005, "reg_weight": 1e-4, "epochs": 3}}
 
@@ -91,6 +92,23 @@ def test_data_numbers_and_the_fraction_curve() -> None:
                           trials=1)  # fmt: skip
     assert (n["CsWarmItems"], n["CsColdValItems"], n["CsColdTestItems"], n["CsTrain"]) == ("2", "1", "1", "2")
     assert (n["CsFracLow"], n["CsFracLowGain"], n["CsFracFullGain"]) == ("10", "20.0", "-5.0")
+    assert n["CsFracAhead"] == r"10\,\%"
+    behind = frame.assign(**{"ndcg@20": [0.10, 0.09, 0.40, 0.38]})
+    n = coldstart_numbers({}, sums, None, behind, coverage={"none": 0, "with_plot": 0}, num_seeds=1, trials=1)
+    assert n["CsFracAhead"] == "none"
+
+
+def test_ablation_numbers_are_changes_against_the_tuned_model() -> None:
+    ablations = {"maps": {"sheaf": "gen"}, "no text": {"modalities": ["id", "tabular"]},
+                 "profiles": {"user_profiles": True}}  # fmt: skip
+    table = pd.DataFrame({"variant": [FULL_VARIANT, "maps", "no text", "profiles"],
+                          "ndcg@20": [0.20, 0.22, 0.10, 0.20]})  # fmt: skip
+    sums = {"cold": summary({"content": (0.15, 0.0), "mm-sheaf": (0.20, 0.0)})}
+    n = coldstart_numbers({}, sums, table, None, coverage={"none": 0, "with_plot": 0}, num_seeds=1, trials=1,
+                          ablations=ablations)  # fmt: skip
+    assert (n["CsGenMapsGain"], n["CsNoTextGain"], n["CsProfilesGain"]) == ("10.0", "-50.0", "0.0")
+    assert (n["CsNoTabGain"], n["CsLinearEncodersGain"]) == ("--", "--")
+    assert (n["CsBestVariant"], n["CsBestVariantNdcg"]) == ("maps", "0.2200")
 
 
 def test_fraction_frame_joins_the_curve_runs_with_the_main_runs() -> None:

@@ -17,20 +17,20 @@ interactions. The tables: :func:`protocol_table` (``figures/tables/recsys_ml1m.c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from mmsheaf.data.coldstart import ML1M_PROTOCOLS
-from mmsheaf.data.interactions import InteractionData
+from mmsheaf.data.interactions import MODALITIES, InteractionData
 from mmsheaf.recsys.plan import RecPlan, Tuned
-from mmsheaf.recsys.protocol import RecRunSpec, tuned_params_text
+from mmsheaf.recsys.protocol import FULL_VARIANT, RecRunSpec, tuned_params_text
 from mmsheaf.recsys.registry import resolve_recommender
 from mmsheaf.report import Latex, latex_escape, mean_std, number
 
-__all__ = ["SHEAF", "ColdStartStudy", "coldstart_numbers", "fraction_frame", "protocol_table", "speed_numbers"]
+__all__ = ["ABLATION_MACROS", "SHEAF", "ColdStartStudy", "coldstart_numbers", "fraction_frame", "protocol_table", "speed_numbers"]
 
 SHEAF = "mm-sheaf"
 """The model the study is about."""
@@ -146,6 +146,16 @@ def fraction_frame(specs: Sequence[RecRunSpec], runs: pd.DataFrame, main: pd.Dat
         ["model", "fraction", "seed"], ignore_index=True)  # fmt: skip
 
 
+ABLATION_MACROS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "CsGenMapsGain": lambda change: change == {"sheaf": "gen"},
+    "CsLinearEncodersGain": lambda change: change == {"encoder_hidden": 0},
+    "CsProfilesGain": lambda change: change == {"user_profiles": True},
+    "CsNoTextGain": lambda change: "text" not in change.get("modalities", MODALITIES),
+    "CsNoTabGain": lambda change: "tabular" not in change.get("modalities", MODALITIES),
+}
+"""The ablations the paper quotes, by macro: which change of the tuned model each one is."""
+
+
 def _gain(value: float, reference: float) -> float:
     return 100 * (value / reference - 1)
 
@@ -186,6 +196,7 @@ def coldstart_numbers(
     coverage: Mapping[str, int],
     num_seeds: int,
     trials: int,
+    ablations: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Latex]:
     r"""The numbers the paper quotes from notebook 05, by macro name (every name a literal here).
 
@@ -200,6 +211,13 @@ def coldstart_numbers(
         fractions: :func:`fraction_frame` (or ``None``).
         coverage: the title join's coverage (:attr:`~mmsheaf.data.movielens1m.ML1MColdStart.coverage`).
         num_seeds, trials: seeds per setting, Optuna trials per model.
+        ablations: the study's ablations (``{label: change}``), to find the rows of :data:`ABLATION_MACROS`
+            (each the relative change of NDCG@20 against the tuned model, ``--`` where the study has no such
+            ablation).
+
+    The data-size curve gives ``CsFracLow`` (the smallest share, in %), ``CsFracLowGain`` /
+    ``CsFracFullGain`` (MM-Sheaf against LightGCN there and at the full data) and ``CsFracAhead`` (the shares,
+    in %, at which MM-Sheaf's mean is at least LightGCN's, or ``none``).
     """
     out: dict[str, Latex] = {"CsNumSeeds": number(num_seeds), "CsTrials": number(trials),
                              "CsJoined": number(sum(v for k, v in coverage.items() if k not in ("none", "with_plot"))),
@@ -223,12 +241,17 @@ def coldstart_numbers(
         abl = ablation.set_index("variant")[METRIC]
         best = abl.idxmax()
         out.update({"CsBestVariant": Latex(latex_escape(best)), "CsBestVariantNdcg": number(abl[best], 4)})
+        for macro, changes in ABLATION_MACROS.items():
+            label = next((k for k, c in (ablations or {}).items() if changes(c)), None)
+            out[macro] = number(_gain(abl[label], abl[FULL_VARIANT]), 1) if label in abl.index else Latex("--")
     if fractions is not None and len(fractions):
         curve = fractions.groupby(["fraction", "model"])[METRIC].mean().unstack()
         if SHEAF in curve and "lightgcn" in curve:
             gains = 100 * (curve[SHEAF] / curve["lightgcn"] - 1)
             out.update({"CsFracLow": number(100 * gains.index.min(), 0), "CsFracLowGain": number(gains.iloc[0], 1),
                         "CsFracFullGain": number(gains.iloc[-1], 1)})  # fmt: skip
+            ahead = [f"{100 * f:g}" for f, g in gains.items() if g >= 0.0]
+            out["CsFracAhead"] = Latex(", ".join(ahead) + r"\,\%" if ahead else "none")
     return out
 
 
