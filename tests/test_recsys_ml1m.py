@@ -133,5 +133,6 @@ def test_speed_numbers_read_the_benchmark() -> None:
     n = speed_numbers(speed)
     assert (n["CsSpeedRatio"], n["CsSpeedGenRatio"], n["CsSpeedMs"]) == ("2.5", "16.0", "2{,}500")
     assert (n["CsSpeedRatioHundredK"], n["CsSpeedGenRatioHundredK"]) == ("4.5", "15.0")
+    assert (n["CsSpeedTargetMet"], n["CsSpeedTargetMetHundredK"]) == ("yes", "no")
     with pytest.raises(ValueError, match="run benchmarks/recsys_speed.py"):
         speed_numbers(speed[speed.dataset == "ml100k"])
