@@ -5,9 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-
 from mmsheaf.data.interactions import InteractionData
-from mmsheaf.recsys.ml1m import ColdStartStudy, coldstart_numbers, fraction_frame, protocol_table, speed_numbers
+from mmsheaf.recsys.ml1m import (
+    ColdStartStudy,
+    coldstart_numbers,
+    fraction_frame,
+    protocol_table,
+    speed_numbers,
+)
 from mmsheaf.recsys.protocol import FULL_VARIANT
 
 TUNED = {"hparams": {"dim": 64, "layers": 2}, "train": {"lr": 0.005, "reg_weight": 1e-4, "epochs": 3}}

@@ -5,6 +5,11 @@
 - :mod:`~mmsheaf.data.synthetic`: contextual stochastic block model with a set edge homophily
   (:func:`contextual_sbm`, :class:`CSBMConfig`), needs no files.
 - :mod:`~mmsheaf.data.tables`: clothing reviews, MovieLens 100K tables, MNIST-5k (:data:`TABLE_DATASETS`).
+- :mod:`~mmsheaf.data.images`: MNIST-5k and scikit-learn's digits as 28x28 image tensors in [0, 1] with a
+  seeded stratified train/val/test split (:func:`load_images`, :class:`ImageSplits`,
+  :data:`IMAGE_DATASETS`).
+- :mod:`~mmsheaf.data.augment`: seeded, batched image augmentations for two-view self-supervised learning
+  (:class:`ImageAugment`: resized crop, affine map, Gaussian noise, random erasing).
 - :mod:`~mmsheaf.data.interactions`: :class:`InteractionData`, user-item implicit feedback with per-modality
   features and masks (:data:`MODALITIES`), shared by the recommenders and the ranking evaluation.
 - :mod:`~mmsheaf.data.clothing`: the clothing reviews as metric-learning tasks (rows, labels and item-level
@@ -26,8 +31,23 @@ forbids downloads. Missing files raise :class:`DatasetNotFoundError` with instru
 ones raise :class:`RawFileMismatchError` or :class:`DatasetValidationError` (both ``ValueError``).
 """
 
+from mmsheaf.data.augment import (
+    ImageAugment,
+    gaussian_noise,
+    random_affine,
+    random_erasing,
+    random_resized_crop,
+)
 from mmsheaf.data.errors import DatasetNotFoundError, DatasetValidationError, RawFileMismatchError
 from mmsheaf.data.fetch import fill_data_root, mirror_files
+from mmsheaf.data.images import (
+    IMAGE_DATASETS,
+    ImageSplits,
+    load_digits_images,
+    load_images,
+    load_mnist5k_images,
+    stratified_split_indices,
+)
 from mmsheaf.data.integrity import known_files, verify_known_files
 from mmsheaf.data.interactions import MODALITIES, InteractionData
 from mmsheaf.data.movielens import load_ml100k
@@ -51,12 +71,15 @@ from mmsheaf.data.tables import (
 from mmsheaf.data.text_cache import default_text_model, embed_texts
 
 __all__ = [
+    "IMAGE_DATASETS",
     "MODALITIES",
     "NODE_DATASETS",
     "TABLE_DATASETS",
     "CSBMConfig",
     "DatasetNotFoundError",
     "DatasetValidationError",
+    "ImageAugment",
+    "ImageSplits",
     "InteractionData",
     "NodeDatasetSpec",
     "RawFileMismatchError",
@@ -66,18 +89,26 @@ __all__ = [
     "degree_and_local_homophily",
     "embed_texts",
     "fill_data_root",
+    "gaussian_noise",
     "graph_stats",
     "known_files",
     "load_clothing_reviews",
+    "load_digits_images",
+    "load_images",
     "load_ml100k",
     "load_ml1m_coldstart",
     "load_mnist5k",
+    "load_mnist5k_images",
     "load_movielens100k",
     "load_node_dataset",
     "missing_node_files",
     "mirror_files",
     "node_dataset_names",
+    "random_affine",
+    "random_erasing",
+    "random_resized_crop",
     "random_split_masks",
+    "stratified_split_indices",
     "table_stats",
     "verify_known_files",
 ]

@@ -1,7 +1,17 @@
 """Evaluation of embeddings, shared by the studies: retrieval (MAP@R, R-Precision, P@1), clustering (NMI, AMI)
-and classification probes (:mod:`~mmsheaf.evaluation.embeddings`). A building block: it imports no other
-part of the library."""
+and classification probes (:mod:`~mmsheaf.evaluation.embeddings`), and label-free collapse diagnostics
+(normalised std, singular and covariance spectra, RankMe, α-ReQ, effective dimensions;
+:mod:`~mmsheaf.evaluation.collapse`). A building block: it imports no other part of the library."""
 
+from mmsheaf.evaluation.collapse import (
+    alpha_req,
+    collapse_diagnostics,
+    covariance_spectrum,
+    effective_dims,
+    normalised_std,
+    rankme,
+    singular_values,
+)
 from mmsheaf.evaluation.embeddings import (
     classification_metrics,
     clustering_metrics,
@@ -9,4 +19,16 @@ from mmsheaf.evaluation.embeddings import (
     retrieval_metrics,
 )
 
-__all__ = ["classification_metrics", "clustering_metrics", "evaluate_embeddings", "retrieval_metrics"]
+__all__ = [
+    "alpha_req",
+    "classification_metrics",
+    "clustering_metrics",
+    "collapse_diagnostics",
+    "covariance_spectrum",
+    "effective_dims",
+    "evaluate_embeddings",
+    "normalised_std",
+    "rankme",
+    "retrieval_metrics",
+    "singular_values",
+]

@@ -22,6 +22,7 @@ from .contrastive import (
 )
 from .margin import MARGIN_LOSSES, arcface, cosface, normsoftmax, subcenter_arcface
 from .registry import FAMILIES, METRIC_LOSSES, LossSpec, MetricLoss, build_loss, register_loss, resolve_loss
+from .ssl import VIEW_DISTANCES, BarlowTwinsLoss, PredictionLoss, VICRegLoss, view_distance
 
 for _spec in (*MARGIN_LOSSES, *CONTRASTIVE_LOSSES):  # registry order: the angular-margin family first
     register_loss(_spec)
@@ -32,9 +33,13 @@ __all__ = [
     "FAMILIES",
     "MARGIN_LOSSES",
     "METRIC_LOSSES",
+    "VIEW_DISTANCES",
+    "BarlowTwinsLoss",
     "DenseNTXentLoss",
     "LossSpec",
     "MetricLoss",
+    "PredictionLoss",
+    "VICRegLoss",
     "arcface",
     "build_loss",
     "cosface",
@@ -47,4 +52,5 @@ __all__ = [
     "subcenter_arcface",
     "supcon",
     "triplet",
+    "view_distance",
 ]

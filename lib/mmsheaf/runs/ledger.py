@@ -57,6 +57,7 @@ RUN_FOLDERS: Mapping[str, tuple[str, ...]] = {
     "03_arcface_vs_contrastive": ("metric_runs",),
     "04_huse": ("huse_runs",),
     "05_cold_start": ("recsys_runs",),
+    "06_ssl_collapse": ("ssl_runs",),
 }
 """The run-cache folders (under :func:`mmsheaf.paths.cache_root`) of each notebook."""
 

@@ -1,0 +1,137 @@
+r"""The numbers the paper quotes from notebook 06, by macro name (every name a literal here).
+
+Targets (issue 17): SimSiam without stop-gradient collapses (normalised std below :data:`COLLAPSED_STD`, k-NN
+accuracy near chance: within :data:`NEAR_CHANCE` of it) while SimSiam does not (normalised std above
+:data:`HEALTHY_STD`); the best non-contrastive method's MNIST-5k k-NN accuracy within :data:`GAP_TARGET` points
+of the supervised encoder's; the Spearman correlation of RankMe with k-NN accuracy over all runs reported
+(goal :data:`SPEARMAN_TARGET`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+from scipy.stats import spearmanr
+
+from mmsheaf.report import Latex, latex_escape, number
+from mmsheaf.ssl.methods import METHODS, resolve_method
+from mmsheaf.ssl.plan import MAIN_VARIANT
+
+__all__ = ["COLLAPSED_STD", "GAP_TARGET", "HEALTHY_STD", "NEAR_CHANCE", "SPEARMAN_TARGET", "collapsed",
+           "ssl_numbers"]  # fmt: skip
+
+COLLAPSED_STD = 0.1
+HEALTHY_STD = 0.5
+NEAR_CHANCE = 0.1
+"""k-NN accuracy at most this far (absolute) above chance counts as near chance."""
+GAP_TARGET = 3.0
+SPEARMAN_TARGET = 0.7
+
+
+def _verdict(flag: bool) -> Latex:
+    return Latex("yes" if flag else "no")
+
+
+def collapsed(row: Mapping[str, Any], chance: float) -> bool:
+    """Whether a table row (or run) collapsed: diverged, normalised std below :data:`COLLAPSED_STD`, or k-NN
+    accuracy near chance (:data:`NEAR_CHANCE`)."""
+    knn, std = row["knn_acc"], row["norm_std"]
+    if bool(row.get("diverged", 0)) or math.isnan(knn) or math.isnan(std):
+        return True
+    return std < COLLAPSED_STD or knn <= chance + NEAR_CHANCE
+
+
+def _label(row: Mapping[str, Any]) -> str:
+    return f"{resolve_method(row['method']).display} ({row['similarity']})"
+
+
+def _ablation(ablations: Mapping[str, Mapping[str, Any]], change: Mapping[str, Any]) -> str | None:
+    return next((label for label, c in ablations.items() if dict(c) == dict(change)), None)
+
+
+def ssl_numbers(table: pd.DataFrame, runs: pd.DataFrame, ablations: Mapping[str, Mapping[str, Any]], *,
+                num_classes: int, num_seeds: int, trials: int, epochs: int, dataset: str = "mnist5k",
+                transfer: str | None = "digits", reviews: str | None = "clothing-t2") -> dict[str, Latex]:  # fmt: skip
+    r"""The macros of notebook 06.
+
+    Args:
+        table: :func:`~mmsheaf.ssl.tables.collapse_table`'s table (every dataset).
+        runs: every labelled run (:func:`~mmsheaf.ssl.tables.label_runs`) of ``dataset``: the RankMe--k-NN
+            correlation is over these runs (diverged ones left out).
+        ablations: the notebook's ablations (``{label: {"method": m, **changes}}``), to find SimSiam without
+            stop-gradient.
+        num_classes, num_seeds, trials, epochs: classes, seeds per row, Optuna trials per method, epochs per run.
+        dataset: the main image set; ``transfer``: the held-apart one; ``reviews``: the clothing reviews
+            (``None``: not run).
+    """
+    chance = 1.0 / num_classes
+    t = table[table.dataset == dataset]
+    main = t[t.variant == MAIN_VARIANT].set_index(["method", "similarity"])
+    simsiam = main.loc[("simsiam", METHODS["simsiam"].default_similarity)]
+    out: dict[str, Latex] = {"SslChance": number(100 * chance, 0), "SslNumSeeds": number(num_seeds),
+                             "SslTrials": number(trials), "SslEpochs": number(epochs),
+                             "SslSimSiamNormStd": number(simsiam.norm_std, 2),
+                             "SslSimSiamKnn": number(100 * simsiam.knn_acc, 1)}  # fmt: skip
+    label = _ablation(ablations, {"method": "simsiam", "stop_gradient": False})
+    if label is None:
+        raise ValueError("the ablations must include SimSiam without stop-gradient: "
+                         "{'method': 'simsiam', 'stop_gradient': False}.")  # fmt: skip
+    nosg = t[t.variant == label].iloc[0]
+    met = (
+        nosg.norm_std < COLLAPSED_STD
+        and nosg.knn_acc <= chance + NEAR_CHANCE
+        and simsiam.norm_std > HEALTHY_STD
+    )
+    out.update(SslNoSgNormStd=number(nosg.norm_std, 2), SslNoSgKnn=number(100 * nosg.knn_acc, 1),
+               SslCollapseTargetMet=_verdict(bool(met)))  # fmt: skip
+
+    non_contrastive = main[[resolve_method(m).family == "non-contrastive" for m, _ in main.index]]
+    best = non_contrastive.knn_acc.idxmax()
+    supervised = main.loc["supervised"].knn_acc.iloc[0]
+    gap = 100 * (supervised - non_contrastive.knn_acc.max())
+    out.update(SslBestNonContrastive=Latex(latex_escape(_label({"method": best[0], "similarity": best[1]}))),
+               SslBestNonContrastiveKnn=number(100 * non_contrastive.knn_acc.max(), 1),
+               SslSupervisedKnn=number(100 * supervised, 1), SslGapToSupervised=number(gap, 1),
+               SslGapTargetMet=_verdict(gap <= GAP_TARGET),
+               SslSimclrKnn=number(100 * main.loc["simclr"].knn_acc.iloc[0], 1) if "simclr" in main.index else Latex("--"),
+               SslRandomKnn=number(100 * main.loc["random"].knn_acc.iloc[0], 1) if "random" in main.index else Latex("--"))  # fmt: skip
+
+    rows = t.to_dict("records")
+    grid = [
+        r for r in rows if r["variant"] == MAIN_VARIANT and resolve_method(r["method"]).family != "reference"
+    ]
+    bad = [_label(r) for r in grid if collapsed(r, chance)]
+    abl_bad = [r["variant"] for r in rows if r["variant"] != MAIN_VARIANT and collapsed(r, chance)]
+    out.update(SslCollapsedRows=Latex(latex_escape(", ".join(bad)) if bad else "none"),
+               SslNumCollapsedRows=number(len(bad)), SslNumGridRows=number(len(grid)),
+               SslCollapsedAblations=Latex(latex_escape(", ".join(abl_bad)) if abl_bad else "none"))  # fmt: skip
+
+    ok = runs[~runs.diverged.astype(bool) & runs.knn_acc.notna() & runs.rankme.notna()]
+    rho = float(spearmanr(ok.rankme, ok.knn_acc).statistic) if len(ok) > 2 else float("nan")
+    out.update(SslSpearman=number(rho, 2), SslSpearmanRuns=number(len(ok)),
+               SslSpearmanTargetMet=_verdict(rho >= SPEARMAN_TARGET))  # fmt: skip
+
+    if transfer is not None:
+        d = table[(table.dataset == transfer) & (table.variant == MAIN_VARIANT)].set_index(
+            ["method", "similarity"]
+        )
+        nc = d[[resolve_method(m).family == "non-contrastive" for m, _ in d.index]]
+        tbest = nc.knn_acc.idxmax()
+        out.update(SslDigitsBest=Latex(latex_escape(_label({"method": tbest[0], "similarity": tbest[1]}))),
+                   SslDigitsBestKnn=number(100 * nc.knn_acc.max(), 1),
+                   SslDigitsSupervisedKnn=number(100 * d.loc["supervised"].knn_acc.iloc[0], 1),
+                   SslDigitsSameBest=_verdict(tbest == best))  # fmt: skip
+    if reviews is not None:
+        r = table[(table.dataset == reviews) & (table.variant == MAIN_VARIANT)].set_index(
+            ["method", "similarity"]
+        )
+        nc = r[[resolve_method(m).family == "non-contrastive" for m, _ in r.index]]
+        rbest = nc.knn_acc.idxmax()
+        out.update(SslReviewsBest=Latex(latex_escape(_label({"method": rbest[0], "similarity": rbest[1]}))),
+                   SslReviewsBestKnn=number(100 * nc.knn_acc.max(), 1),
+                   SslReviewsSupervisedKnn=number(100 * r.loc["supervised"].knn_acc.iloc[0], 1),
+                   SslReviewsRandomKnn=number(100 * r.loc["random"].knn_acc.iloc[0], 1))  # fmt: skip
+    return out

@@ -1,0 +1,101 @@
+"""Tests of notebook 06's table and macros (mmsheaf.ssl.tables, mmsheaf.ssl.numbers) on small frames."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from mmsheaf.ssl.numbers import collapsed, ssl_numbers
+from mmsheaf.ssl.plan import MAIN_VARIANT
+from mmsheaf.ssl.tables import TABLE_COLUMNS, collapse_table, history_frame, label_runs, spectrum_frame
+
+NOSG = "SimSiam, no stop-gradient"
+ABLATIONS = {NOSG: {"method": "simsiam", "stop_gradient": False}}
+
+
+def runs(rows: list[tuple], variant: str = MAIN_VARIANT, dataset: str = "mnist5k") -> pd.DataFrame:
+    """(method, similarity, seed, knn, norm_std, rankme[, diverged]) rows as a run_specs table."""
+    frame = pd.DataFrame([{"dataset": dataset, "method": r[0], "similarity": r[1], "seed": r[2], "knn_acc": r[3],
+                           "linear_acc": r[3] + 0.01, "norm_std": r[4], "rankme": r[5], "seconds": 10.0 + r[2],
+                           "diverged": r[6] if len(r) > 6 else False,
+                           "history": [{"epoch": 0, "norm_std": r[4]}], "spectrum": [4.0, 1.0]} for r in rows])  # fmt: skip
+    return label_runs(frame, variant)
+
+
+def study(digits_best: str = "barlow") -> tuple[pd.DataFrame, pd.DataFrame]:
+    main = runs([("simsiam", "cosine", 0, 0.90, 0.80, 20.0), ("simsiam", "cosine", 1, 0.92, 0.70, 22.0),
+                 ("simsiam", "l2", 0, 0.15, 0.02, 1.5), ("simsiam", "l2", 1, 0.12, 0.03, 1.2),
+                 ("barlow", "correlation", 0, 0.95, 0.90, 30.0), ("barlow", "correlation", 1, 0.94, 0.90, 31.0),
+                 ("simsiam", "dot", 0, math.nan, math.nan, math.nan, True),
+                 ("supervised", "cross-entropy", 0, 0.97, 0.85, 25.0), ("supervised", "cross-entropy", 1, 0.97, 0.85, 25.0),
+                 ("random", "none", 0, 0.70, 0.05, 3.0)])  # fmt: skip
+    nosg = runs([("simsiam", "cosine", 0, 0.11, 0.05, 1.1), ("simsiam", "cosine", 1, 0.13, 0.06, 1.3)], NOSG)
+    other = "simsiam" if digits_best == "simsiam" else "barlow"
+    digits = runs([(other, "cosine" if other == "simsiam" else "correlation", 0, 0.9, 0.8, 10.0),
+                   ("supervised", "cross-entropy", 0, 0.95, 0.8, 10.0)], dataset="digits")  # fmt: skip
+    reviews = runs([("vicreg", "l2", 0, 0.6, 0.7, 12.0), ("simsiam", "cosine", 0, 0.5, 0.7, 12.0),
+                    ("supervised", "cross-entropy", 0, 0.7, 0.8, 12.0), ("random", "none", 0, 0.3, 0.5, 0.0)],
+                   dataset="clothing-t2")  # fmt: skip
+    all_runs = pd.concat([main, nosg, digits, reviews], ignore_index=True)
+    table, _ = collapse_table(all_runs)
+    return table, pd.concat([main, nosg], ignore_index=True)
+
+
+def test_collapse_table_means_over_seeds_and_marks_divergence() -> None:
+    table, all_runs = study()
+    assert tuple(table.columns[: len(TABLE_COLUMNS)]) == TABLE_COLUMNS
+    row = table[
+        (table.method == "simsiam") & (table.similarity == "cosine") & (table.variant == MAIN_VARIANT)
+    ].iloc[0]
+    assert row.knn_acc == pytest.approx(0.91) and row.std_knn_acc == pytest.approx(0.0141421, rel=1e-4)
+    assert row.train_seconds == pytest.approx(10.5) and row.n_seeds == 2
+    assert table[table.similarity == "dot"].diverged.iloc[0] == 1
+    _, tex = collapse_table(all_runs)
+    dot = tex[[str(s) == "dot" for s in tex.Similarity]].iloc[0]
+    assert str(dot["$k$-NN \\%"]) == "diverged" and str(dot["RankMe"]) == "--"
+    with pytest.raises(ValueError, match="lack the columns"):
+        collapse_table(all_runs.drop(columns="variant"))
+
+
+def test_collapse_rule() -> None:
+    assert collapsed({"knn_acc": 0.9, "norm_std": 0.05}, 0.1)  # std below 0.1
+    assert collapsed({"knn_acc": 0.19, "norm_std": 0.8}, 0.1)  # near chance
+    assert collapsed({"knn_acc": math.nan, "norm_std": math.nan}, 0.1)
+    assert not collapsed({"knn_acc": 0.21, "norm_std": 0.11}, 0.1)
+
+
+def test_numbers_answer_the_targets() -> None:
+    table, all_runs = study()
+    n = ssl_numbers(table, all_runs, ABLATIONS, num_classes=10, num_seeds=2, trials=4, epochs=30)
+    assert (n["SslNoSgNormStd"], n["SslNoSgKnn"], n["SslSimSiamNormStd"]) == ("0.06", "12.0", "0.75")
+    assert n["SslCollapseTargetMet"] == "yes"
+    assert (n["SslBestNonContrastive"], n["SslBestNonContrastiveKnn"]) == (
+        "Barlow Twins (correlation)",
+        "94.5",
+    )
+    assert (n["SslSupervisedKnn"], n["SslGapToSupervised"], n["SslGapTargetMet"]) == ("97.0", "2.5", "yes")
+    assert n["SslCollapsedRows"] == "SimSiam (l2), SimSiam (dot)" and n["SslNumGridRows"] == "4"
+    assert n["SslCollapsedAblations"] == NOSG and n["SslChance"] == "10"
+    # RankMe and k-NN rise together over the 9 finite runs (the diverged one is left out)
+    assert (
+        n["SslSpearmanRuns"] == "11" and float(n["SslSpearman"]) > 0.7 and n["SslSpearmanTargetMet"] == "yes"
+    )
+    assert (n["SslDigitsBest"], n["SslDigitsSameBest"]) == ("Barlow Twins (correlation)", "yes")
+    assert (n["SslReviewsBest"], n["SslReviewsBestKnn"], n["SslReviewsSupervisedKnn"]) == (
+        "VICReg (l2)",
+        "60.0",
+        "70.0",
+    )
+    assert ssl_numbers(*study("simsiam"), ABLATIONS, num_classes=10, num_seeds=2, trials=4,
+                       epochs=30)["SslDigitsSameBest"] == "no"  # fmt: skip
+    with pytest.raises(ValueError, match="without stop-gradient"):
+        ssl_numbers(table, all_runs, {}, num_classes=10, num_seeds=2, trials=4, epochs=30)
+
+
+def test_history_and_spectrum_frames() -> None:
+    _, all_runs = study()
+    hist = history_frame(all_runs)
+    assert len(hist) == len(all_runs) and {"variant", "method_name", "epoch", "norm_std"} <= set(hist.columns)
+    spec = spectrum_frame(all_runs, labels={NOSG: "collapsed"})
+    assert set(spec.eigenvalue) == {1.0, 0.25} and "collapsed" in set(spec.variant)
