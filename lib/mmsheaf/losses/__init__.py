@@ -6,9 +6,12 @@
 - :mod:`~mmsheaf.losses.margin`: angular-margin classification heads (ArcFace, Sub-center ArcFace,
   CosFace, NormSoftmax);
 - :mod:`~mmsheaf.losses.contrastive`: pair-based losses (SupCon, NT-Xent, semi-hard triplet,
-  multi-similarity) and :func:`stack_views` for the two-view NT-Xent.
+  multi-similarity) and :func:`stack_views` for the two-view NT-Xent;
+- :mod:`~mmsheaf.losses.ssl`: the non-contrastive self-supervised losses (SimSiam / BYOL's
+  :class:`PredictionLoss`, :class:`BarlowTwinsLoss`, :class:`VICRegLoss`) and the view distances they compare
+  two views with (:data:`VIEW_DISTANCES`); these take two views, not labels, and are not in the registry.
 
-All losses come from `pytorch-metric-learning <https://kevinmusgrave.github.io/pytorch-metric-learning/>`_.
+The metric-learning losses come from `pytorch-metric-learning <https://kevinmusgrave.github.io/pytorch-metric-learning/>`_.
 """
 
 from .contrastive import (
