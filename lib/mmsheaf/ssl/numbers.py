@@ -48,6 +48,19 @@ def _label(row: Mapping[str, Any]) -> str:
     return f"{resolve_method(row['method']).display} ({row['similarity']})"
 
 
+def _name(row: tuple[str, str]) -> Latex:
+    return Latex(latex_escape(_label({"method": row[0], "similarity": row[1]})))
+
+
+def _grid(table: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, tuple[str, str], float]:
+    """The grid rows of ``dataset`` by (method, similarity), its best non-contrastive row and that row's k-NN."""
+    grid = table[(table.dataset == dataset) & (table.variant == MAIN_VARIANT)].set_index(
+        ["method", "similarity"]
+    )
+    nc = grid[[resolve_method(m).family == "non-contrastive" for m, _ in grid.index]]
+    return grid, nc.knn_acc.idxmax(), float(nc.knn_acc.max())
+
+
 def _ablation(ablations: Mapping[str, Mapping[str, Any]], change: Mapping[str, Any]) -> str | None:
     return next((label for label, c in ablations.items() if dict(c) == dict(change)), None)
 
@@ -88,12 +101,10 @@ def ssl_numbers(table: pd.DataFrame, runs: pd.DataFrame, ablations: Mapping[str,
     out.update(SslNoSgNormStd=number(nosg.norm_std, 2), SslNoSgKnn=number(100 * nosg.knn_acc, 1),
                SslCollapseTargetMet=_verdict(bool(met)))  # fmt: skip
 
-    non_contrastive = main[[resolve_method(m).family == "non-contrastive" for m, _ in main.index]]
-    best = non_contrastive.knn_acc.idxmax()
+    _, best, best_knn = _grid(table, dataset)
     supervised = main.loc["supervised"].knn_acc.iloc[0]
-    gap = 100 * (supervised - non_contrastive.knn_acc.max())
-    out.update(SslBestNonContrastive=Latex(latex_escape(_label({"method": best[0], "similarity": best[1]}))),
-               SslBestNonContrastiveKnn=number(100 * non_contrastive.knn_acc.max(), 1),
+    gap = 100 * (supervised - best_knn)
+    out.update(SslBestNonContrastive=_name(best), SslBestNonContrastiveKnn=number(100 * best_knn, 1),
                SslSupervisedKnn=number(100 * supervised, 1), SslGapToSupervised=number(gap, 1),
                SslGapTargetMet=_verdict(gap <= GAP_TARGET),
                SslSimclrKnn=number(100 * main.loc["simclr"].knn_acc.iloc[0], 1) if "simclr" in main.index else Latex("--"),
@@ -115,23 +126,13 @@ def ssl_numbers(table: pd.DataFrame, runs: pd.DataFrame, ablations: Mapping[str,
                SslSpearmanTargetMet=_verdict(rho >= SPEARMAN_TARGET))  # fmt: skip
 
     if transfer is not None:
-        d = table[(table.dataset == transfer) & (table.variant == MAIN_VARIANT)].set_index(
-            ["method", "similarity"]
-        )
-        nc = d[[resolve_method(m).family == "non-contrastive" for m, _ in d.index]]
-        tbest = nc.knn_acc.idxmax()
-        out.update(SslDigitsBest=Latex(latex_escape(_label({"method": tbest[0], "similarity": tbest[1]}))),
-                   SslDigitsBestKnn=number(100 * nc.knn_acc.max(), 1),
+        d, tbest, tknn = _grid(table, transfer)
+        out.update(SslDigitsBest=_name(tbest), SslDigitsBestKnn=number(100 * tknn, 1),
                    SslDigitsSupervisedKnn=number(100 * d.loc["supervised"].knn_acc.iloc[0], 1),
                    SslDigitsSameBest=_verdict(tbest == best))  # fmt: skip
     if reviews is not None:
-        r = table[(table.dataset == reviews) & (table.variant == MAIN_VARIANT)].set_index(
-            ["method", "similarity"]
-        )
-        nc = r[[resolve_method(m).family == "non-contrastive" for m, _ in r.index]]
-        rbest = nc.knn_acc.idxmax()
-        out.update(SslReviewsBest=Latex(latex_escape(_label({"method": rbest[0], "similarity": rbest[1]}))),
-                   SslReviewsBestKnn=number(100 * nc.knn_acc.max(), 1),
+        r, rbest, rknn = _grid(table, reviews)
+        out.update(SslReviewsBest=_name(rbest), SslReviewsBestKnn=number(100 * rknn, 1),
                    SslReviewsSupervisedKnn=number(100 * r.loc["supervised"].knn_acc.iloc[0], 1),
                    SslReviewsRandomKnn=number(100 * r.loc["random"].knn_acc.iloc[0], 1))  # fmt: skip
     return out
