@@ -4,11 +4,16 @@ one training run (seeded, divergence), the run specs and the plan."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from mmsheaf.data.augment import ImageAugment
 from mmsheaf.data.images import ImageSplits
+from mmsheaf.encoders.fusion import EncoderConfig
+from mmsheaf.encoders.inputs import synthetic_inputs
+from mmsheaf.runs.cache import RunCache
 from mmsheaf.ssl import (
     MAIN_VARIANT,
     METHODS,
@@ -17,9 +22,11 @@ from mmsheaf.ssl import (
     SSLPlan,
     SSLRunSpec,
     SSLTrainConfig,
+    protocol,
     train_ssl,
 )
-from mmsheaf.ssl.protocol import split_params
+from mmsheaf.ssl.protocol import Source, split_params
+from mmsheaf.ssl.reviews import ReviewBackbone, RowSplits, RowViews
 
 SMALL = {"widths": (4, 8, 8), "dim": 8, "proj_hidden": 16}
 TRAINED = [m for m, spec in METHODS.items() if spec.loss is not None]
@@ -55,6 +62,25 @@ def test_config_checks_method_similarity_and_tau() -> None:
     assert SSLConfig("byol").distance == "normalised_l2"
     assert SSLConfig("simsiam").distance == "cosine" and SSLConfig("vicreg").distance == "l2"
     assert SSLConfig("simsiam", similarity="dot").distance == "dot"
+
+
+def test_config_refuses_settings_its_method_does_not_read() -> None:
+    """An ablation that changes nothing the method reads would rerun the same model under a new label."""
+    with pytest.raises(ValueError, match=r"byol does not read \['stop_gradient'\]"):
+        SSLConfig("byol", stop_gradient=False)
+    with pytest.raises(ValueError, match="vicreg does not read"):
+        SSLConfig("vicreg", predictor=False)
+    with pytest.raises(ValueError, match="supervised does not read"):
+        SSLConfig("supervised", tau=0.5)
+    assert SSLConfig("simsiam", stop_gradient=False).stop_gradient is False
+    assert SSLConfig("byol", tau=0.0, predictor=False).tau == 0.0
+
+
+def test_predictor_width_follows_each_paper() -> None:
+    """SimSiam's predictor is a bottleneck (dim / 4), BYOL's an expansion (the projector's hidden width)."""
+    simsiam = SSLModel(SSLConfig("simsiam", **SMALL))
+    byol = SSLModel(SSLConfig("byol", **SMALL))
+    assert simsiam.predictor[0].out_features == 2 and byol.predictor[0].out_features == 16
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -143,8 +169,11 @@ def test_a_run_is_seeded_and_logs_its_diagnostics() -> None:
     assert a.history != c.history
     assert [h["epoch"] for h in a.history] == [0, 1, 2] and a.steps == 2 * 3
     assert {"norm_std", "rankme", "rankme_h", "knn_acc", "loss"} <= set(a.history[-1])
-    for key in ("knn_acc", "linear_acc", "norm_std", "rankme", "knn_acc_h", "rankme_h"):
-        assert 0.0 <= a.scores[key] or key.startswith("rankme")
+    for key in ("knn_acc", "linear_acc", "knn_acc_h", "linear_acc_h"):
+        assert 0.0 <= a.scores[key] <= 1.0
+    assert (
+        a.scores["norm_std"] > 0.0 and 1.0 <= a.scores["rankme"] <= 8.0 and 1.0 <= a.scores["rankme_h"] <= 8.0
+    )
     assert len(a.scores["spectrum"]) == 8 and not a.diverged
 
 
@@ -198,3 +227,55 @@ def test_plan_rows_share_their_methods_settings_and_ablations_change_one_thing()
         SSLPlan({"barlow": ["cosine"]}, seeds=[0])
     with pytest.raises(ValueError, match="must name a method of rows"):
         SSLPlan({"simsiam": ["cosine"]}, seeds=[0], ablations={"x": {"method": "byol"}})
+
+
+# ------------------------------------------------------------------------------------------------ search, reviews
+
+
+def test_tune_keeps_the_published_defaults_unless_a_trial_beats_them_on_validation(
+    study_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(
+        protocol.SOURCES, "tiny", Source(lambda options: tiny_images(), lambda aug: ImageAugment())
+    )
+    train = {"epochs": 1, "batch_size": 8, "log_every": 1, "knn_k": 3}
+    cache = RunCache(study_cache / "ssl_runs")
+    study, best, keys = protocol.tune("barlow", 2, dataset="tiny", model=SMALL, train=train, cache=cache,
+                                      progress=False)  # fmt: skip
+    runs = protocol.run_specs(
+        [SSLRunSpec("tiny", {**SMALL, "method": "barlow"}, train)], cache, progress=False
+    )
+    default = float(runs.val_knn_acc.iloc[0])
+    assert len(keys) == 3 and bool(runs.cached.iloc[0])  # the defaults' run and two trials, all cached
+    assert (best == {}) == (study.best_value <= default)
+    if best:
+        assert set(best) == {"lr", "barlow_lambda"}
+    # a default run without a validation score (diverged) never wins against a trial that learned something
+    monkeypatch.setattr(protocol, "run_specs", lambda specs, *a, **k: pd.DataFrame({"val_knn_acc": [
+        float("nan") if not specs[0].train.get("lr") else 0.5]}))  # fmt: skip
+    _, best, _ = protocol.tune("barlow", 2, dataset="tiny", model=SMALL, train=train, cache=cache, progress=False,
+                               seed=1)  # fmt: skip
+    assert set(best) == {"lr", "barlow_lambda"}
+
+
+def test_review_views_are_two_noisy_passes_in_training_and_none_in_eval() -> None:
+    inputs, labels = synthetic_inputs(num_rows=60, num_classes=3, text_dim=8, seed=0)
+    idx = torch.arange(60)
+    data = RowSplits(
+        "toy", inputs, idx[:30], idx[30:45], idx[45:], labels[:30], labels[30:45], labels[45:], 3
+    )
+    cfg = EncoderConfig(modalities=("text", "tabular"), token_dim=8, embedding_dim=8, text_hidden=8,
+                        tab_channels=8, tab_layers=1, proj_hidden=8)  # fmt: skip
+    torch.manual_seed(0)
+    backbone = ReviewBackbone(data, cfg, RowViews(noise_std=0.5, view_dropout=0.5))
+    v1, v2 = RowViews().two_views(idx[:10])
+    assert torch.equal(v1, v2)
+    backbone.train()
+    assert not torch.allclose(backbone(v1), backbone(v2))  # independent noise and dropout per pass
+    backbone.eval()
+    assert torch.equal(backbone(v1), backbone(v2)) and backbone(v1).shape == (10, 8)
+    model = SSLModel(SSLConfig("vicreg", dim=8, proj_hidden=16), num_classes=3, backbone=backbone)
+    res = train_ssl(model, data, RowViews(), SSLTrainConfig(epochs=1, batch_size=10, knn_k=3), progress=False)
+    assert res.steps == 3 and 0.0 <= res.scores["knn_acc"] <= 1.0
+    with pytest.raises(ValueError, match="view_dropout"):
+        RowViews(view_dropout=1.0)

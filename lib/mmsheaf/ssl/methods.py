@@ -39,7 +39,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +64,8 @@ class SSLConfig:
         proj_hidden: Hidden width of the projector.
         proj_layers: Linear layers of the projector.
         predictor: Whether SimSiam / BYOL use a predictor (``False``: :math:`p = z`, the collapse ablation).
-        pred_hidden: Hidden width of the predictor (``None``: ``dim // 4``, SimSiam's bottleneck).
+        pred_hidden: Hidden width of the predictor (``None``: SimSiam's bottleneck ``dim // 4``, BYOL's
+            expansion ``proj_hidden``).
         stop_gradient: SimSiam's stop-gradient on the targets (``False``: the collapse ablation).
         tau: BYOL's base EMA rate :math:`\tau_0` (``0``: the target is the online network, no EMA).
         temperature: SimCLR's NT-Xent temperature.
@@ -98,9 +99,15 @@ class SSLConfig:
             raise ValueError(f"{self.method} takes the similarities {list(method.similarities)}, not "
                              f"{self.similarity!r} (see mmsheaf.ssl.methods for why).")  # fmt: skip
         if self.dim < 1 or self.proj_hidden < 1 or self.proj_layers < 1:
-            raise ValueError("dim, proj_hidden and proj_layers must be positive.")
+            raise ValueError(f"dim, proj_hidden and proj_layers must be positive, got {self.dim}, {self.proj_hidden}, "
+                             f"{self.proj_layers}.")  # fmt: skip
         if not 0.0 <= self.tau < 1.0:
             raise ValueError(f"tau must lie in [0, 1) (0: no EMA), got {self.tau}.")
+        ignored = [f.name for f in fields(self) if f.name in _METHOD_FIELDS and f.name not in method.reads
+                   and getattr(self, f.name) != f.default]  # fmt: skip
+        if ignored:
+            raise ValueError(f"{self.method} does not read {ignored}: an ablation with them would rerun the same "
+                             f"model under another name. It reads {list(method.reads) or 'none of them'}.")  # fmt: skip
 
     @property
     def distance(self) -> str:
@@ -109,6 +116,10 @@ class SSLConfig:
 
 
 LossFn = Callable[["SSLModel", Tensor, Tensor, Tensor], Tensor]
+
+_METHOD_FIELDS: tuple[str, ...] = ("predictor", "pred_hidden", "stop_gradient", "tau", "temperature",
+                                   "barlow_lambda", "barlow_off_diagonal", "vicreg_sim", "vicreg_std", "vicreg_cov")  # fmt: skip
+"""The :class:`SSLConfig` fields that only some methods read (:attr:`Method.reads`)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,10 @@ class Method:
         predictor: Whether it has a predictor head.
         target: Whether it keeps an EMA target network.
         supervised: Whether it reads the labels.
+        reads: The method-specific :class:`SSLConfig` fields it reads (:data:`_METHOD_FIELDS`); a config that
+            changes another one is refused.
+        bottleneck: Whether its predictor's default hidden width is SimSiam's bottleneck (``dim // 4``) rather
+            than BYOL's expansion (``proj_hidden``).
     """
 
     name: str
@@ -136,9 +151,12 @@ class Method:
     predictor: bool = False
     target: bool = False
     supervised: bool = False
+    reads: tuple[str, ...] = ()
+    bottleneck: bool = False
 
     @property
     def default_similarity(self) -> str:
+        """The method's own similarity: the first of :attr:`similarities`."""
         return self.similarities[0]
 
 
@@ -177,15 +195,18 @@ def _prediction(cfg: SSLConfig) -> nn.Module:
 
 
 METHODS: Mapping[str, Method] = {m.name: m for m in (
-    Method("simsiam", "SimSiam", "non-contrastive", _ALL, _predictive, _prediction, predictor=True),
+    Method("simsiam", "SimSiam", "non-contrastive", _ALL, _predictive, _prediction, predictor=True,
+           reads=("predictor", "pred_hidden", "stop_gradient"), bottleneck=True),
     Method("byol", "BYOL", "non-contrastive", ("normalised_l2", *(s for s in _ALL if s != "normalised_l2")),
-           _predictive, _prediction, predictor=True, target=True),
+           _predictive, _prediction, predictor=True, target=True, reads=("predictor", "pred_hidden", "tau")),
     Method("barlow", "Barlow Twins", "non-contrastive", ("correlation",), _paired,
-           lambda c: BarlowTwinsLoss(lambd=c.barlow_lambda, off_diagonal=c.barlow_off_diagonal)),
+           lambda c: BarlowTwinsLoss(lambd=c.barlow_lambda, off_diagonal=c.barlow_off_diagonal),
+           reads=("barlow_lambda", "barlow_off_diagonal")),
     Method("vicreg", "VICReg", "non-contrastive", ("l2", *(s for s in _ALL if s != "l2")), _paired,
-           lambda c: VICRegLoss(c.vicreg_sim, c.vicreg_std, c.vicreg_cov, distance=c.distance)),
+           lambda c: VICRegLoss(c.vicreg_sim, c.vicreg_std, c.vicreg_cov, distance=c.distance),
+           reads=("vicreg_sim", "vicreg_std", "vicreg_cov")),
     Method("simclr", "SimCLR", "contrastive", ("cosine",), _ntxent,
-           lambda c: DenseNTXentLoss(temperature=c.temperature)),
+           lambda c: DenseNTXentLoss(temperature=c.temperature), reads=("temperature",)),
     Method("supervised", "Supervised (labels)", "reference", ("cross-entropy",), _cross_entropy, supervised=True),
     Method("random", "Random init.", "reference", ("none",), None),
 )}  # fmt: skip
@@ -193,6 +214,7 @@ METHODS: Mapping[str, Method] = {m.name: m for m in (
 
 
 def resolve_method(name: str) -> Method:
+    """The method registered as ``name`` (a ValueError lists the choices)."""
     if name not in METHODS:
         raise ValueError(f"unknown self-supervised method {name!r}: choose one of {', '.join(METHODS)}.")
     return METHODS[name]
@@ -223,11 +245,12 @@ class SSLModel(nn.Module):
             raise ValueError("the backbone must say its output width as an int attribute out_features.")
         # One projector for every method, ending in a linear layer. SimSiam's ends in batch norm (its §3), which
         # in eval mode re-standardises a collapsing output with its running statistics and hides the collapse
-        # from the diagnostics; SimSiam's Table 4c trains without it.
+        # from the diagnostics; SimSiam's Table 4b (batch norm on the hidden layers only) trains without it.
         self.projector = mlp_head(self.backbone.out_features, cfg.proj_hidden, cfg.dim, cfg.proj_layers)
         self.predictor: nn.Module | None = None
         if self.method.predictor and cfg.predictor:
-            self.predictor = mlp_head(cfg.dim, cfg.pred_hidden or max(1, cfg.dim // 4), cfg.dim, 2)
+            hidden = cfg.pred_hidden or (max(1, cfg.dim // 4) if self.method.bottleneck else cfg.proj_hidden)
+            self.predictor = mlp_head(cfg.dim, hidden, cfg.dim, 2)
         self.target: nn.Module | None = None
         if self.method.target:
             self.target = copy.deepcopy(nn.Sequential(self.backbone, self.projector)).requires_grad_(False)

@@ -17,14 +17,17 @@ method x similarity grid).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from mmsheaf.runs.cache import RunCache
 from mmsheaf.ssl.methods import METHODS, resolve_method
 from mmsheaf.ssl.protocol import SSLRunSpec, split_params, tune
+from mmsheaf.ssl.train import SSLTrainConfig
 
 __all__ = ["MAIN_VARIANT", "SSLPlan", "SSLTuning"]
+
+_TRAIN_FIELDS = tuple(f.name for f in fields(SSLTrainConfig))
 
 MAIN_VARIANT = "as published"
 """The ``variant`` of the method x similarity rows (no collapse ablation)."""
@@ -48,8 +51,9 @@ class SSLPlan:
         rows: The method x similarity grid: each method (a key of :data:`~mmsheaf.ssl.methods.METHODS`) with
             the similarities it runs (each one of :attr:`~mmsheaf.ssl.methods.Method.similarities`).
         seeds: Seeds of every run of the tables.
-        ablations: The collapse axis: ``{label: {"method": m, **SSLConfig or train changes}}`` (``batch_size``
-            and ``epochs`` go to the training config); ``m`` must be in :attr:`rows`.
+        ablations: The collapse axis: ``{label: {"method": m, **SSLConfig or train changes}}`` (the fields of
+            :class:`~mmsheaf.ssl.train.SSLTrainConfig`, e.g. ``batch_size``, go to the training config); ``m``
+            must be in :attr:`rows`.
         model: :class:`~mmsheaf.ssl.methods.SSLConfig` fields shared by every method (e.g. ``dim``).
         train: :class:`~mmsheaf.ssl.train.SSLTrainConfig` fields shared by every run.
         augment: :class:`~mmsheaf.data.augment.ImageAugment` fields.
@@ -96,7 +100,7 @@ class SSLPlan:
                 continue
             study, params, run_keys = tune(method, self.trials, dataset=self.dataset, model=self.model,
                                            train={**self.train, **self.hpo_train}, augment=self.augment,
-                                           data_options=self.data_options,
+                                           data_options=self.data_options, encoder=self.encoder,
                                            storage=storage, cache=cache, progress=progress)  # fmt: skip
             best[method] = params
             studies.append(study.study_name)
@@ -107,9 +111,9 @@ class SSLPlan:
 
     def spec(self, tuned: Mapping[str, Mapping[str, Any]], method: str, seed: int, dataset: str | None = None,
              **changes: Any) -> SSLRunSpec:  # fmt: skip
-        """One run of ``method`` at its tuned settings with ``changes`` (model or ``batch_size``/``epochs``)."""
+        """One run of ``method`` at its tuned settings with ``changes`` (model or training-config fields)."""
         model, train = split_params(tuned.get(method, {}))
-        train_changes = {k: changes.pop(k) for k in ("batch_size", "epochs") if k in changes}
+        train_changes = {k: changes.pop(k) for k in _TRAIN_FIELDS if k in changes}
         return SSLRunSpec(dataset or self.dataset, {**self.model, "method": method, **model, **changes},
                           {**self.train, **train, **train_changes}, dict(self.augment), seed,
                           dict(self.data_options), dict(self.encoder))  # fmt: skip

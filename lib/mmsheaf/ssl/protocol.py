@@ -231,9 +231,15 @@ def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return model, {k: v for k, v in params.items() if k in TRAIN_KEYS}
 
 
+def _value(val_knn_acc: float) -> float:
+    """A run's search value: its validation k-NN accuracy, 0 for a run without one (diverged)."""
+    return 0.0 if math.isnan(val_knn_acc) else val_knn_acc
+
+
 def tune(method: str, n_trials: int, *, dataset: str = "mnist5k", model: Mapping[str, Any] | None = None,
          train: Mapping[str, Any] | None = None, augment: Mapping[str, Any] | None = None,
-         data_options: Mapping[str, Any] | None = None, seed: int = 0, storage: str | None = None,
+         data_options: Mapping[str, Any] | None = None, encoder: Mapping[str, Any] | None = None,
+         seed: int = 0, storage: str | None = None,
          cache: RunCache | None = None, progress: bool = True) -> tuple[Any, dict[str, Any], list[str]]:  # fmt: skip
     """Tune ``method`` on the validation k-NN accuracy (module docstring): ``n_trials`` Optuna trials (TPE after
     ``min(10, n_trials // 2)`` random start-up trials, seeded) over :data:`SHARED_SEARCH` and its
@@ -242,8 +248,8 @@ def tune(method: str, n_trials: int, *, dataset: str = "mnist5k", model: Mapping
     Args:
         method: A trained method of :data:`~mmsheaf.ssl.methods.METHODS`.
         n_trials: Trials of the search.
-        dataset, model, train, augment, data_options, seed: As :class:`SSLRunSpec` (``model`` without
-            ``method``: the settings shared by every method, e.g. ``dim``).
+        dataset, model, train, augment, data_options, encoder, seed: As :class:`SSLRunSpec` (``model``
+            without ``method``: the settings shared by every method, e.g. ``dim``).
 
     Returns:
         ``(study, best, run_keys)``: the Optuna study, the winning parameters (``{}``: the defaults won) as
@@ -256,21 +262,20 @@ def tune(method: str, n_trials: int, *, dataset: str = "mnist5k", model: Mapping
     if resolve_method(method).loss is None:
         raise ValueError(f"{method!r} is not trained: there is nothing to tune.")
     model, train, augment = dict(model or {}), dict(train or {}), dict(augment or {})
-    data_options = dict(data_options or {})
+    data_options, encoder = dict(data_options or {}), dict(encoder or {})
     cache = cache if cache is not None else ssl_cache()
     space = {**SHARED_SEARCH, **METHOD_SEARCH.get(method, {})}
 
     def spec(params: Mapping[str, Any]) -> SSLRunSpec:
         m, t = split_params(params)
-        return SSLRunSpec(
-            dataset, {**model, "method": method, **m}, {**train, **t}, augment, seed, data_options
-        )
+        return SSLRunSpec(dataset, {**model, "method": method, **m}, {**train, **t}, augment, seed, data_options,
+                          encoder)  # fmt: skip
 
     default = spec({})
-    default_value = float(run_specs([default], cache, progress=False)["val_knn_acc"].iloc[0])
+    default_value = _value(float(run_specs([default], cache, progress=False)["val_knn_acc"].iloc[0]))
     setting = canonical_json({"method": method, "space": space, "dataset": dataset, "model": model,
                               "train": train, "augment": augment, "data": data_options, "seed": seed,
-                              "schema": SCHEMA})  # fmt: skip
+                              "schema": SCHEMA, **({"encoder": encoder} if encoder else {})})  # fmt: skip
     name = f"ssl-{method}-{hashlib.sha256(setting.encode()).hexdigest()[:12]}"
     cfg = hpo.StudyConfig(name=name, storage=storage, direction="maximize", n_trials=n_trials, seed=seed,
                           n_startup_trials=max(1, min(10, n_trials // 2)))  # fmt: skip
@@ -278,8 +283,7 @@ def tune(method: str, n_trials: int, *, dataset: str = "mnist5k", model: Mapping
     def objective(params: dict[str, Any], trial: Any) -> float:
         run = spec(params)
         trial.set_user_attr("run_key", run.key())  # the cached run behind the trial (run ledgers keep it)
-        value = float(run_specs([run], cache, progress=False)["val_knn_acc"].iloc[0])
-        return 0.0 if math.isnan(value) else value  # a diverged trial (NaN) scores as nothing learned
+        return _value(float(run_specs([run], cache, progress=False)["val_knn_acc"].iloc[0]))
 
     study = hpo.run_study_and_wait(objective, space, cfg, progress=progress)
     keys = [default.key(), *hpo.complete_trial_attrs(study, "run_key")]

@@ -4,7 +4,7 @@ r"""Notebook 06's tables and the frames behind its figures, from the run tables 
   variant: means over seeds) and its LaTeX version;
 - :func:`history_frame`: the diagnostics logged during training, one row per run and record (the SimSiam
   stop-gradient figure);
-- :func:`spectrum_frame`: the covariance spectra of the representations at the end of training.
+- :func:`spectrum_frame`: the covariance spectra of the embeddings at the end of training.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ __all__ = ["TABLE_COLUMNS", "collapse_table", "history_frame", "label_runs", "sp
 
 TABLE_COLUMNS: tuple[str, ...] = ("dataset", "method", "similarity", "variant", "knn_acc", "linear_acc", "norm_std",
                                   "rankme", "std_knn_acc", "train_seconds")  # fmt: skip
-"""The columns of ``ssl_collapse.csv`` (issue 17), plus ``diverged`` (runs that stopped on a non-finite loss)
-and ``n_seeds``."""
+"""The columns of ``ssl_collapse.csv`` (issue 17), followed by ``val_knn_acc`` (the validation k-NN accuracy
+rows are compared on), ``diverged`` (runs that stopped on a non-finite loss) and ``n_seeds``."""
 
 
 def label_runs(runs: pd.DataFrame, variant: str) -> pd.DataFrame:
@@ -33,15 +33,19 @@ def label_runs(runs: pd.DataFrame, variant: str) -> pd.DataFrame:
 def collapse_table(
     runs: pd.DataFrame, order: Sequence[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    r"""The table of every (dataset, method, similarity, variant): means over seeds.
+    r"""The table of every (dataset, method, similarity, variant): means over the seeds with finite scores
+    (``diverged`` counts the runs whose loss stopped being finite; a row without any finite score has ``NaN``
+    means).
 
     Args:
         runs: run tables with a ``variant`` column (:func:`label_runs`), concatenated.
-        order: Variants in table order (default: as they first appear).
+        order: Variants in table order within each data set (default: as they first appear); data sets keep
+            the order in which they first appear.
 
     Returns:
-        ``(table, tex)``: :data:`TABLE_COLUMNS` plus ``diverged`` and ``n_seeds``; and the LaTeX version (method,
-        similarity, variant, k-NN and linear accuracy in % as ``mean $\pm$ std``, normalised std, RankMe, seconds).
+        ``(table, tex)``: :data:`TABLE_COLUMNS`, ``val_knn_acc``, ``diverged`` and ``n_seeds``; and the LaTeX
+        version (method, similarity, variant, k-NN and linear accuracy in % as ``mean $\pm$ std``, normalised
+        std, RankMe, seconds, and the diverged seeds as ``k/n`` where there are any).
     """
     keys = ["dataset", "method", "similarity", "variant"]
     if missing := [
@@ -51,11 +55,12 @@ def collapse_table(
     grouped = runs.groupby(keys, sort=False)
     table = grouped.agg(knn_acc=("knn_acc", "mean"), linear_acc=("linear_acc", "mean"),
                         norm_std=("norm_std", "mean"), rankme=("rankme", "mean"), std_knn_acc=("knn_acc", "std"),
-                        train_seconds=("seconds", "mean"), diverged=("diverged", "sum"),
-                        n_seeds=("seed", "nunique")).reset_index()  # fmt: skip
-    if order is not None:
-        rank = {v: i for i, v in enumerate(order)}
-        table = table.sort_values("variant", key=lambda s: s.map(rank), kind="stable", ignore_index=True)
+                        train_seconds=("seconds", "mean"), val_knn_acc=("val_knn_acc", "mean"),
+                        diverged=("diverged", "sum"), n_seeds=("seed", "nunique")).reset_index()  # fmt: skip
+    datasets = {d: i for i, d in enumerate(dict.fromkeys(table.dataset))}
+    variants = {v: i for i, v in enumerate(order if order is not None else dict.fromkeys(table.variant))}
+    table = table.sort_values(["dataset", "variant"], kind="stable", ignore_index=True,
+                              key=lambda col: col.map(datasets if col.name == "dataset" else variants))  # fmt: skip
     tex = pd.DataFrame({
         "Data": [Latex(latex_escape(d)) for d in table.dataset],
         "Method": [Latex(latex_escape(resolve_method(m).display)) for m in table.method],
@@ -66,8 +71,9 @@ def collapse_table(
         "Norm.\\ std": [_num(v, 2) for v in table.norm_std],
         "RankMe": [_num(v, 1) for v in table.rankme],
         "s": [_num(v, 0) for v in table.train_seconds],
+        "Div.": [Latex(f"{int(d)}/{int(n)}" if d else "") for d, n in zip(table.diverged, table.n_seeds)],
     })  # fmt: skip
-    return table[[*TABLE_COLUMNS, "diverged", "n_seeds"]], tex
+    return table[[*TABLE_COLUMNS, "val_knn_acc", "diverged", "n_seeds"]], tex
 
 
 def _finite(v: float | None) -> bool:
@@ -86,14 +92,14 @@ def _num(value: float, digits: int) -> Latex:
 
 def history_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """The diagnostics records of every run, long: ``variant, method, method_name, similarity, seed, epoch, loss,
-    norm_std, rankme, rankme_z, knn_acc``."""
+    norm_std, rankme, rankme_h, knn_acc`` (of the validation images; ``_h``: the representation)."""
     rows = [{"variant": r.variant, "method": r.method, "method_name": r.method_name, "similarity": r.similarity,
              "seed": r.seed, **rec} for r in runs.itertuples() for rec in r.history]  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def spectrum_frame(runs: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """The covariance spectra of the runs' test representations, normalised by their largest eigenvalue, long:
+    """The covariance spectra of the runs' test embeddings, normalised by their largest eigenvalue, long:
     ``variant, method_name, similarity, seed, index`` (1-based), ``eigenvalue``; ``labels`` renames variants."""
     rows = []
     for r in runs.itertuples():

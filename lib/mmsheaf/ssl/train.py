@@ -7,12 +7,13 @@ label to stop on), logs label-free collapse diagnostics every few epochs, and sc
 the same scores on the **embedding** :math:`z = g(f(x))` (what the loss sees, and what collapses) and, with
 the suffix ``_h``, on the **representation** :math:`h = f(x)` (what self-supervised papers usually probe):
 cosine k-NN accuracy (k = 20) on the validation and test images with the training images as the memory bank,
-linear-probe accuracy (logistic regression) on test, the normalised standard deviation (SimSiam §4.1),
-RankMe, α-ReQ and the covariance spectrum of the test images.
+linear-probe accuracy on test (logistic regression on features standardised with the training rows' mean and
+std, so that the probe reads directions, not the scale a similarity measure gives the embedding), the
+normalised standard deviation (SimSiam §4.1), RankMe, α-ReQ and the covariance spectrum of the test images.
+``seconds`` counts the optimisation steps only, not the diagnostics.
 
 A run whose loss stops being finite (an unbounded similarity, for instance) stops there and is marked
-``diverged``; its scores are those of its last finite parameters where the network still yields finite
-outputs, ``NaN`` otherwise.
+``diverged``; it is scored with its parameters at that step (``NaN`` where they give non-finite outputs).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class SSLTrainConfig:
         weight_decay: Adam's (L2) weight decay.
         log_every: Epochs between two diagnostics records (plus one before training and one at the end).
         knn_k: Neighbours of the k-NN probe.
-        seed: Seed of the initialisation, the batch order and the augmentations.
+        seed: Seed of the batch order and the image augmentations (the caller seeds the initialisation and the
+            global generator, which the reviews' views draw from).
         device: Torch device.
     """
 
@@ -118,11 +120,21 @@ SCORES: tuple[str, ...] = ("knn_acc", "val_knn_acc", "linear_acc", "norm_std", "
 """The scalar scores of a run: on the embedding :math:`z`, and with ``_h`` on the representation :math:`h`."""
 
 
+def _standardised(train: Tensor, test: Tensor) -> tuple[Tensor, Tensor]:
+    """Both sets standardised with the training rows' per-feature mean and std (constant features stay 0)."""
+    mean, std = train.mean(0), train.std(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return (train - mean) / std, (test - mean) / std
+
+
 def _space_scores(train: Tensor, val: Tensor, test: Tensor, data: Splits, k: int) -> dict[str, Any]:
+    train_std, test_std = _standardised(train, test)
     return {
         "knn_acc": classification_metrics(train, data.train_y, test, data.test_y, "knn", k)["accuracy"],
         "val_knn_acc": classification_metrics(train, data.train_y, val, data.val_y, "knn", k)["accuracy"],
-        "linear_acc": classification_metrics(train, data.train_y, test, data.test_y, "linear")["accuracy"],
+        "linear_acc": classification_metrics(train_std, data.train_y, test_std, data.test_y, "linear")[
+            "accuracy"
+        ],
         "norm_std": normalised_std(test),
         "rankme": rankme(test),
         "alpha_req": alpha_req(test),
@@ -161,7 +173,7 @@ def train_ssl(model: SSLModel, data: Splits, augment: ImageAugment | RowViews, c
     n = data.train_x.size(0)
     steps_per_epoch = max(1, n // cfg.batch_size)  # the last incomplete batch is dropped (batch losses)
     total = steps_per_epoch * cfg.epochs
-    start, step, diverged = time.perf_counter(), 0, False
+    seconds, step, diverged = 0.0, 0, False
     if model.trains and cfg.epochs > 0:
         opt = torch.optim.Adam(model.online_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -172,6 +184,7 @@ def train_ssl(model: SSLModel, data: Splits, augment: ImageAugment | RowViews, c
             model.train()
             order = torch.randperm(n, generator=gen)
             losses = []
+            start = time.perf_counter()
             for b in range(steps_per_epoch):
                 idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
                 x1, x2 = (v.to(device) for v in augment.two_views(data.train_x[idx], gen))
@@ -186,6 +199,7 @@ def train_ssl(model: SSLModel, data: Splits, augment: ImageAugment | RowViews, c
                 step += 1
                 model.update_target(step / total)
                 losses.append(float(loss.detach()))
+            seconds += time.perf_counter() - start
             record_due = diverged or epoch % cfg.log_every == 0 or epoch == cfg.epochs
             if record_due:
                 mean = sum(losses) / len(losses) if losses else math.nan
@@ -193,5 +207,4 @@ def train_ssl(model: SSLModel, data: Splits, augment: ImageAugment | RowViews, c
                 bar.set_postfix(loss=f"{mean:.3g}", knn=f"{history[-1]['knn_acc']:.3f}")
             if diverged:
                 break
-    seconds = time.perf_counter() - start
     return SSLTrainResult(score(model, data, cfg.knn_k), history, seconds, diverged, step)
