@@ -43,7 +43,7 @@ def measure_one(dataset: str, model: str, epochs: int, warmup: int, override: di
     import torch
     import torch.nn.functional as F
 
-    from mmsheaf.nsd.graphs import load_graph
+    from mmsheaf.data.nsd_graphs import load_graph
     from mmsheaf.nsd.protocol import NsdProtocol
     from mmsheaf.nsd.registry import build_node_model
     from mmsheaf.nsd.train import make_optimizer, set_seed

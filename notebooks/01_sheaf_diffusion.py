@@ -71,7 +71,7 @@ import seaborn as sns
 from mmsheaf import paths
 from mmsheaf.data import graph_stats
 from mmsheaf.nsd import tables
-from mmsheaf.nsd.graphs import load_graph
+from mmsheaf.data.nsd_graphs import load_graph
 from mmsheaf.nsd.numbers import accuracy_numbers, csbm_numbers, depth_numbers, energy_numbers, run_numbers
 from mmsheaf.nsd.protocol import NsdProtocol, energy_profiles
 from mmsheaf.nsd.reference import SHEAF_MODELS

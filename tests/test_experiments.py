@@ -1,5 +1,5 @@
 """Tests of the resumable experiment runner (mmsheaf.nsd.runs), the NSD protocol (mmsheaf.nsd.protocol) and its
-graphs (mmsheaf.nsd.graphs)."""
+graphs (mmsheaf.data.nsd_graphs)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 import pytest
 
 from mmsheaf.data import CSBMConfig, contextual_sbm
-from mmsheaf.nsd import graphs as nsd_graphs
+from mmsheaf.data import nsd_graphs
 from mmsheaf.nsd import runs as nsd_runs
 from mmsheaf.nsd.protocol import Candidate, DatasetConfig, NsdProtocol
 from mmsheaf.nsd.runs import ExperimentSpec, run_experiments, summarise
@@ -476,7 +476,7 @@ def test_a_result_another_process_finished_meanwhile_is_read_not_rerun(
 
 
 def test_csbm_names_carry_every_field_of_the_graph() -> None:
-    from mmsheaf.nsd.graphs import csbm_name, csbm_value, homophily_of
+    from mmsheaf.data.nsd_graphs import csbm_name, csbm_value, homophily_of
 
     name = csbm_name(0.3, num_nodes=200, feature_signal=2.0)
     assert homophily_of(name) == 0.3 and csbm_value(name, "feature_signal") == 2.0

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mmsheaf.nsd import numbers
-from mmsheaf.nsd.graphs import csbm_name
+from mmsheaf.data.nsd_graphs import csbm_name
 from mmsheaf.nsd.numbers import accuracy_numbers, csbm_numbers, depth_numbers, energy_numbers, run_numbers
 from mmsheaf.report import Latex
 

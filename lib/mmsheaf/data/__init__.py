@@ -4,6 +4,9 @@
   splits (:func:`load_node_dataset`, registry :data:`NODE_DATASETS`); ``"csbm"`` is the synthetic default.
 - :mod:`~mmsheaf.data.synthetic`: contextual stochastic block model with a set edge homophily
   (:func:`contextual_sbm`, :class:`CSBMConfig`), needs no files.
+- :mod:`~mmsheaf.data.nsd_graphs`: the graphs as the NSD protocol sees them (row-normalised features,
+  featureless nodes out of the splits, CSBM graphs by name: :func:`~mmsheaf.data.nsd_graphs.load_graph`),
+  shared by every study that compares with notebook 01.
 - :mod:`~mmsheaf.data.tables`: clothing reviews, MovieLens 100K tables, MNIST-5k (:data:`TABLE_DATASETS`).
 - :mod:`~mmsheaf.data.images`: MNIST-5k and scikit-learn's digits as 28x28 image tensors in [0, 1] with a
   seeded stratified train/val/test split (:func:`load_images`, :class:`ImageSplits`,

@@ -2,7 +2,8 @@
 
 - :mod:`~mmsheaf.nsd.protocol`: what is run: :class:`~mmsheaf.nsd.protocol.NsdProtocol` (the settings as
   frozen configurations) and its run lists (table, configuration choice, depth and CSBM sweeps);
-- :mod:`~mmsheaf.nsd.graphs`: the graphs as the protocol sees them (NSD's feature normalisation, CSBM names);
+- :mod:`~mmsheaf.data.nsd_graphs` (a building block): the graphs as the protocol sees them (NSD's feature
+  normalisation, CSBM names);
 - :mod:`~mmsheaf.nsd.train`: how one run trains (full batch, early stopping, as NSD's ``exp/run.py``);
 - :mod:`~mmsheaf.nsd.runs`: :class:`ExperimentSpec`, the cached runs and their summary over splits;
 - :mod:`~mmsheaf.nsd.tables`: the results as tables, beside the published ones;

@@ -44,7 +44,7 @@ import pandas as pd
 from torch_geometric.data import Data
 
 from ..runs.keys import set_seed
-from .graphs import DATA_VERSIONS, csbm_name
+from ..data.nsd_graphs import DATA_VERSIONS, csbm_name
 from .registry import build_node_model, node_model_names, resolve_node_model
 from .runs import ExperimentSpec
 from .train import TrainConfig, train_node_classifier

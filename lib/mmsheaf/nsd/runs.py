@@ -76,7 +76,7 @@ class ExperimentSpec(KeyedSpec):
             anything runs.
         train: :class:`~mmsheaf.nsd.train.TrainConfig`.
         data_version: Version of the data preparation the ``data_loader`` applies to ``dataset`` (e.g.
-            :data:`mmsheaf.nsd.graphs.DATA_VERSIONS`). It enters the key only when it is not 1, so a change
+            :data:`mmsheaf.data.nsd_graphs.DATA_VERSIONS`). It enters the key only when it is not 1, so a change
             to one dataset's preparation recomputes that dataset's runs and keeps every other key.
     """
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..data.node_datasets import resolve_node_dataset
 from ..report import Latex, latex_escape, mean_std
-from .graphs import csbm_value, homophily_of
+from ..data.nsd_graphs import csbm_value, homophily_of
 from .reference import SHEAF_MODELS, best_sheaf_result, paper_result
 from .runs import summarise
 

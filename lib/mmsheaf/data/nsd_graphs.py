@@ -1,5 +1,6 @@
 """The graphs as the NSD protocol sees them: the benchmark's datasets prepared as NSD's loaders prepare them,
-and contextual SBM graphs named by their parameters.
+and contextual SBM graphs named by their parameters. Shared by the studies that compare with notebook 01's
+table (the NSD study itself, the graph-regularisation study), so that they train on the same graphs.
 
 .. code-block:: python
 
@@ -22,7 +23,8 @@ from typing import Any
 from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeFeatures
 
-from ..data import CSBMConfig, contextual_sbm, load_node_dataset
+from .node_datasets import load_node_dataset
+from .synthetic import CSBMConfig, contextual_sbm
 
 __all__ = ["CSBM_PREFIX", "DATA_VERSIONS", "csbm_name", "csbm_value", "homophily_of", "load_graph"]
 
