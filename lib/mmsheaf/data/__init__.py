@@ -11,6 +11,9 @@
 - :mod:`~mmsheaf.data.images`: MNIST-5k and scikit-learn's digits as 28x28 image tensors in [0, 1] with a
   seeded stratified train/val/test split (:func:`load_images`, :class:`ImageSplits`,
   :data:`IMAGE_DATASETS`).
+- :mod:`~mmsheaf.data.semi_supervised`: kNN similarity graphs over features (:func:`knn_graph`, :data:`METRICS`)
+  and MNIST-5k as one transductive graph with a few labelled images per class, as Neural Graph Machines
+  (:func:`load_semi_supervised`, :class:`SemiSupervisedConfig`, :func:`labelled_subset`).
 - :mod:`~mmsheaf.data.augment`: seeded, batched image augmentations for two-view self-supervised learning
   (:class:`ImageAugment`: resized crop, affine map, Gaussian noise, random erasing).
 - :mod:`~mmsheaf.data.interactions`: :class:`InteractionData`, user-item implicit feedback with per-modality
@@ -53,6 +56,14 @@ from mmsheaf.data.images import (
 )
 from mmsheaf.data.integrity import known_files, verify_known_files
 from mmsheaf.data.interactions import MODALITIES, InteractionData
+from mmsheaf.data.semi_supervised import (
+    METRICS,
+    KnnMetric,
+    SemiSupervisedConfig,
+    knn_graph,
+    labelled_subset,
+    load_semi_supervised,
+)
 from mmsheaf.data.movielens import load_ml100k
 from mmsheaf.data.movielens1m import load_ml1m_coldstart
 from mmsheaf.data.node_datasets import (
@@ -75,6 +86,7 @@ from mmsheaf.data.text_cache import default_text_model, embed_texts
 
 __all__ = [
     "IMAGE_DATASETS",
+    "METRICS",
     "MODALITIES",
     "NODE_DATASETS",
     "TABLE_DATASETS",
@@ -84,8 +96,10 @@ __all__ = [
     "ImageAugment",
     "ImageSplits",
     "InteractionData",
+    "KnnMetric",
     "NodeDatasetSpec",
     "RawFileMismatchError",
+    "SemiSupervisedConfig",
     "TableDatasetSpec",
     "contextual_sbm",
     "default_text_model",
@@ -94,7 +108,9 @@ __all__ = [
     "fill_data_root",
     "gaussian_noise",
     "graph_stats",
+    "knn_graph",
     "known_files",
+    "labelled_subset",
     "load_clothing_reviews",
     "load_digits_images",
     "load_images",
@@ -104,6 +120,7 @@ __all__ = [
     "load_mnist5k_images",
     "load_movielens100k",
     "load_node_dataset",
+    "load_semi_supervised",
     "missing_node_files",
     "mirror_files",
     "node_dataset_names",

@@ -1,0 +1,166 @@
+r"""What the graph-regularisation study runs: run specs over its tasks, their cached runs.
+
+A run (:class:`GraphRegRunSpec`) trains one :class:`~mmsheaf.graphreg.model.RegularisedMLP` with one penalty on
+one task (:data:`TASKS`):
+
+- ``"node"``: node classification on a graph of notebook 01 (:func:`~mmsheaf.data.nsd_graphs.load_graph`: the
+  same features, graphs and geom-gcn splits as its table), split ``split``;
+- ``"semi"``: Neural Graph Machines' semi-supervised setting on images
+  (:func:`~mmsheaf.data.semi_supervised.load_semi_supervised`: a k-nearest-neighbour graph built without labels,
+  ``per_class`` labels per class drawn with seed ``split``).
+
+The graph enters the loss only; the model predicts from features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from mmsheaf import paths
+from mmsheaf.data.nsd_graphs import DATA_VERSIONS, load_graph
+from mmsheaf.data.semi_supervised import SemiSupervisedConfig, load_semi_supervised
+from mmsheaf.graphreg.model import MLPConfig, RegConfig, RegularisedMLP
+from mmsheaf.graphreg.train import GraphRegTrainConfig, train_graphreg
+from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
+
+__all__ = ["SCHEMA", "TASKS", "GraphRegRunSpec", "Task", "graphreg_cache", "run_specs"]
+
+SCHEMA = "mmsheaf.graphreg-run/1"
+
+Masks = tuple[Data, Tensor, Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task of the study: ``load(dataset, split, data_options) -> (data, train, val, test masks)``, and the
+    version of its data preparation (entered into the run key)."""
+
+    load: Callable[[str, int, Mapping[str, Any]], Masks]
+    version: Callable[[str], int] = lambda dataset: 1
+
+
+@lru_cache(maxsize=8)
+def _graph(dataset: str) -> Data:
+    return load_graph(dataset)
+
+
+def _node(dataset: str, split: int, options: Mapping[str, Any]) -> Masks:
+    if options:
+        raise ValueError(
+            f"the node task takes no data options (the graphs are notebook 01's), got {dict(options)}."
+        )
+    data = _graph(dataset)
+    masks = []
+    for name in ("train_mask", "val_mask", "test_mask"):
+        mask = getattr(data, name)
+        if not 0 <= split < mask.size(1):
+            raise ValueError(f"{dataset} has splits 0..{mask.size(1) - 1}, not {split}.")
+        masks.append(mask[:, split])
+    return data, *masks
+
+
+@lru_cache(maxsize=8)
+def _semi_graph(frozen: tuple[tuple[str, Any], ...]) -> Data:
+    return load_semi_supervised(SemiSupervisedConfig(**dict(frozen)))
+
+
+def _semi(dataset: str, split: int, options: Mapping[str, Any]) -> Masks:
+    data = _semi_graph(tuple(sorted({"dataset": dataset, **options, "seed": split}.items())))
+    return data, data.train_mask, data.val_mask, data.test_mask
+
+
+TASKS: Mapping[str, Task] = {
+    "node": Task(_node, lambda dataset: DATA_VERSIONS.get(dataset, 1)),
+    "semi": Task(_semi),
+}
+"""The tasks by name (module docstring)."""
+
+
+def resolve_task(name: str) -> Task:
+    """The task registered as ``name`` (a ValueError lists the choices)."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}: choose one of {', '.join(TASKS)}.")
+    return TASKS[name]
+
+
+@dataclass(frozen=True)
+class GraphRegRunSpec(KeyedSpec):
+    """One training run.
+
+    Args:
+        task: A key of :data:`TASKS`.
+        dataset: The task's data set (a graph of notebook 01, or ``"mnist5k"`` for ``"semi"``).
+        split: The geom-gcn split (``"node"``) or the labelled subset's seed (``"semi"``); also the run's seed.
+        mlp: :class:`~mmsheaf.graphreg.model.MLPConfig` fields.
+        reg: :class:`~mmsheaf.graphreg.model.RegConfig` fields.
+        train: :class:`~mmsheaf.graphreg.train.GraphRegTrainConfig` fields (``seed`` comes from ``split``).
+        data_options: The task's data options (``"semi"``: :class:`~mmsheaf.data.semi_supervised.SemiSupervisedConfig`
+            fields other than ``dataset`` and ``seed``).
+    """
+
+    task: str
+    dataset: str
+    split: int = 0
+    mlp: Mapping[str, Any] = field(default_factory=dict)
+    reg: Mapping[str, Any] = field(default_factory=dict)
+    train: Mapping[str, Any] = field(default_factory=dict)
+    data_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        resolve_task(self.task)
+        self.mlp_config(), self.reg_config(), self.train_config()  # validate now, not mid-run
+
+    def mlp_config(self) -> MLPConfig:
+        return MLPConfig(**self.mlp)
+
+    def reg_config(self) -> RegConfig:
+        return RegConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.reg.items()})
+
+    def train_config(self) -> GraphRegTrainConfig:
+        return GraphRegTrainConfig(**{**self.train, "seed": self.split})
+
+    def describe(self) -> dict[str, Any]:
+        reg = dataclasses.asdict(self.reg_config())
+        reg["weights"] = list(reg["weights"])
+        return {"schema": SCHEMA, "task": self.task, "dataset": self.dataset, "split": self.split,
+                "mlp": dataclasses.asdict(self.mlp_config()), "reg": reg,
+                "train": dataclasses.asdict(self.train_config()), "data_options": dict(self.data_options),
+                "data_version": resolve_task(self.task).version(self.dataset)}  # fmt: skip
+
+
+def graphreg_cache() -> RunCache:
+    """The run cache of the study: ``paths.cache_root()/"graphreg_runs"``."""
+    return RunCache(paths.cache_root() / "graphreg_runs")
+
+
+def _run(spec: GraphRegRunSpec) -> dict[str, Any]:
+    data, train, val, test = resolve_task(spec.task).load(spec.dataset, spec.split, spec.data_options)
+    torch.manual_seed(spec.split)
+    model = RegularisedMLP(data.x.size(1), int(data.y.max()) + 1, spec.mlp_config(), spec.reg_config())
+    return train_graphreg(model, data, train, val, test, spec.train_config()).as_dict()
+
+
+def run_specs(specs: Sequence[GraphRegRunSpec], cache: RunCache | None = None, progress: bool = True,
+              desc: str = "runs") -> pd.DataFrame:  # fmt: skip
+    """Run every spec not cached yet and return one row per spec: ``task, dataset, split, regulariser,
+    distance, sheaf, alpha, key, cached, val_acc, test_acc, best_epoch, penalty, seconds, infer_ms``."""
+    cache = cache if cache is not None else graphreg_cache()
+
+    def row(spec: GraphRegRunSpec, result: dict[str, Any]) -> dict[str, Any]:
+        reg = spec.reg_config()
+        return {"task": spec.task, "dataset": spec.dataset, "split": spec.split, "regulariser": reg.kind,
+                "distance": reg.distance if reg.kind != "none" else "", "sheaf": reg.sheaf if reg.kind == "sheaf" else "",
+                "alpha": reg.alpha, **{k: result[k] for k in ("val_acc", "test_acc", "best_epoch", "penalty",
+                                                               "seconds", "infer_ms")}}  # fmt: skip
+
+    return run_cached(specs, cache, _run, row, progress=progress, desc=desc,
+                      label=lambda s: f"{s.dataset} {s.reg.get('kind', 'none')} split {s.split}")  # fmt: skip
