@@ -129,7 +129,7 @@ def test_training_is_seeded_and_alpha_zero_is_the_plain_mlp() -> None:
 def test_run_specs_cache_every_run_and_describe_the_whole_setting(tmp_path, monkeypatch) -> None:
     data = planted()
     monkeypatch.setitem(protocol.TASKS, "toy", protocol.Task(
-        lambda dataset, split, options: (data, data.train_mask, data.val_mask, data.test_mask)))  # fmt: skip
+        lambda dataset, split, options: (data, data.train_mask, data.val_mask, data.test_mask), lambda dataset, options: dict(options)))  # fmt: skip
     specs = [GraphRegRunSpec("toy", "ring", split, {"hidden_channels": 8}, {"kind": kind, "alpha": 0.5},
                              {"epochs": 5, "patience": 5}) for kind in ("none", "graph", "sheaf") for split in (0, 1)]  # fmt: skip
     cache = RunCache(tmp_path / "graphreg_runs")
@@ -154,3 +154,22 @@ def test_run_specs_cache_every_run_and_describe_the_whole_setting(tmp_path, monk
         GraphRegRunSpec("link", "cora")
     with pytest.raises(ValueError, match="unknown distance"):
         GraphRegRunSpec("node", "cora", reg={"kind": "graph", "distance": "emd"})
+
+
+def test_run_keys_are_canonical_and_the_semi_task_options_resolved() -> None:
+    none = GraphRegRunSpec("node", "cora", 0, reg={"kind": "none", "alpha": 0.3})
+    assert none.key() == GraphRegRunSpec("node", "cora", 0).key()  # the plain MLP, whatever alpha says
+    assert GraphRegRunSpec("node", "cora", reg={"kind": "graph", "alpha": 0.0}).key() == none.key()
+    graph = GraphRegRunSpec("node", "cora", reg={"kind": "graph", "alpha": 1.0, "d": 4})
+    assert graph.key() == GraphRegRunSpec("node", "cora", reg={"kind": "graph", "alpha": 1.0}).key()
+    assert "d" not in graph.describe()["reg"] and GraphRegRunSpec(
+        "node", "cora", reg={"kind": "sheaf", "alpha": 1.0}).describe()["reg"]["d"] == 2  # fmt: skip
+    short = GraphRegRunSpec("semi", "mnist5k", 0, data_options={"per_class": 10})
+    full = GraphRegRunSpec("semi", "mnist5k", 0, data_options={"per_class": 10, "k": 10, "metric": "cosine"})
+    assert short.key() == full.key() and short.describe()["data_options"]["split_seed"] == 0
+    with pytest.raises(ValueError, match="leave 'dataset' and 'seed' out"):
+        GraphRegRunSpec("semi", "mnist5k", data_options={"seed": 3})
+    with pytest.raises(ValueError, match="bad data_options"):
+        GraphRegRunSpec("semi", "mnist5k", data_options={"per_clas": 10})
+    with pytest.raises(ValueError, match="no data options"):
+        GraphRegRunSpec("node", "cora", data_options={"k": 5})

@@ -41,10 +41,17 @@ Masks = tuple[Data, Tensor, Tensor, Tensor]
 
 @dataclass(frozen=True)
 class Task:
-    """A task of the study: ``load(dataset, split, data_options) -> (data, train, val, test masks)``, and the
-    version of its data preparation (entered into the run key)."""
+    """A task of the study.
+
+    Args:
+        load: ``(dataset, split, data_options) -> (data, train, val, test masks)``.
+        options: ``(dataset, data_options) -> the resolved data options`` (checked, with every default: the
+            run key); refuses what the task does not read.
+        version: ``dataset -> the version of its data preparation`` (entered into the run key).
+    """
 
     load: Callable[[str, int, Mapping[str, Any]], Masks]
+    options: Callable[[str, Mapping[str, Any]], dict[str, Any]]
     version: Callable[[str], int] = lambda dataset: 1
 
 
@@ -53,11 +60,15 @@ def _graph(dataset: str) -> Data:
     return load_graph(dataset)
 
 
-def _node(dataset: str, split: int, options: Mapping[str, Any]) -> Masks:
+def _node_options(dataset: str, options: Mapping[str, Any]) -> dict[str, Any]:
     if options:
         raise ValueError(
             f"the node task takes no data options (the graphs are notebook 01's), got {dict(options)}."
         )
+    return {}
+
+
+def _node(dataset: str, split: int, options: Mapping[str, Any]) -> Masks:
     data = _graph(dataset)
     masks = []
     for name in ("train_mask", "val_mask", "test_mask"):
@@ -68,19 +79,36 @@ def _node(dataset: str, split: int, options: Mapping[str, Any]) -> Masks:
     return data, *masks
 
 
+SEMI_VERSION = 1
+"""Version of the semi-supervised task's data preparation (:func:`~mmsheaf.data.semi_supervised.load_semi_supervised`),
+entered into its run keys: raise it when the graph or the labelled subsets change."""
+
+
+def _semi_options(dataset: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    if {"dataset", "seed"} & set(options):
+        raise ValueError("the semi-supervised task takes its dataset from the spec and the labelled subset's seed "
+                         "from its split: leave 'dataset' and 'seed' out of data_options.")  # fmt: skip
+    cfg = dataclasses.asdict(
+        SemiSupervisedConfig(dataset=dataset, **options)
+    )  # a bad name is a TypeError here
+    return {k: v for k, v in cfg.items() if k not in ("dataset", "seed")}
+
+
 @lru_cache(maxsize=8)
 def _semi_graph(frozen: tuple[tuple[str, Any], ...]) -> Data:
     return load_semi_supervised(SemiSupervisedConfig(**dict(frozen)))
 
 
 def _semi(dataset: str, split: int, options: Mapping[str, Any]) -> Masks:
-    data = _semi_graph(tuple(sorted({"dataset": dataset, **options, "seed": split}.items())))
+    data = _semi_graph(
+        tuple(sorted({**_semi_options(dataset, options), "dataset": dataset, "seed": split}.items()))
+    )
     return data, data.train_mask, data.val_mask, data.test_mask
 
 
 TASKS: Mapping[str, Task] = {
-    "node": Task(_node, lambda dataset: DATA_VERSIONS.get(dataset, 1)),
-    "semi": Task(_semi),
+    "node": Task(_node, _node_options, lambda dataset: DATA_VERSIONS.get(dataset, 1)),
+    "semi": Task(_semi, _semi_options, lambda dataset: SEMI_VERSION),
 }
 """The tasks by name (module docstring)."""
 
@@ -116,7 +144,10 @@ class GraphRegRunSpec(KeyedSpec):
     data_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        resolve_task(self.task)
+        try:
+            resolve_task(self.task).options(self.dataset, self.data_options)
+        except TypeError as exc:
+            raise ValueError(f"bad data_options for the {self.task} task: {exc}.") from exc
         self.mlp_config(), self.reg_config(), self.train_config()  # validate now, not mid-run
 
     def mlp_config(self) -> MLPConfig:
@@ -129,12 +160,23 @@ class GraphRegRunSpec(KeyedSpec):
         return GraphRegTrainConfig(**{**self.train, "seed": self.split})
 
     def describe(self) -> dict[str, Any]:
-        reg = dataclasses.asdict(self.reg_config())
-        reg["weights"] = list(reg["weights"])
+        """Everything that determines the run, canonical: the resolved data options, and only the penalty
+        settings the run reads (none for the plain MLP or a zero weight; the maps for the sheaf penalty only),
+        so that the same model never runs twice under two keys."""
+        task = resolve_task(self.task)
         return {"schema": SCHEMA, "task": self.task, "dataset": self.dataset, "split": self.split,
-                "mlp": dataclasses.asdict(self.mlp_config()), "reg": reg,
-                "train": dataclasses.asdict(self.train_config()), "data_options": dict(self.data_options),
-                "data_version": resolve_task(self.task).version(self.dataset)}  # fmt: skip
+                "mlp": dataclasses.asdict(self.mlp_config()), "reg": _read_settings(self.reg_config()),
+                "train": dataclasses.asdict(self.train_config()),
+                "data_options": task.options(self.dataset, self.data_options),
+                "data_version": task.version(self.dataset)}  # fmt: skip
+
+
+def _read_settings(reg: RegConfig) -> dict[str, Any]:
+    """The penalty settings a run reads (:meth:`GraphRegRunSpec.describe`)."""
+    if reg.kind == "none" or reg.alpha == 0:
+        return {"kind": "none"}
+    out = {"kind": reg.kind, "distance": reg.distance, "alpha": reg.alpha, "weights": list(reg.weights)}
+    return {**out, "sheaf": reg.sheaf, "d": reg.d} if reg.kind == "sheaf" else out
 
 
 def graphreg_cache() -> RunCache:
@@ -152,15 +194,17 @@ def _run(spec: GraphRegRunSpec) -> dict[str, Any]:
 def run_specs(specs: Sequence[GraphRegRunSpec], cache: RunCache | None = None, progress: bool = True,
               desc: str = "runs") -> pd.DataFrame:  # fmt: skip
     """Run every spec not cached yet and return one row per spec: ``task, dataset, split, regulariser,
-    distance, sheaf, alpha, key, cached, val_acc, test_acc, best_epoch, penalty, seconds, infer_ms``."""
+    distance, sheaf, d, alpha, weights, per_class, hidden, key, cached, val_acc, test_acc, best_epoch, penalty,
+    seconds, infer_ms`` (the penalty columns empty or 0 where the run has no penalty)."""
     cache = cache if cache is not None else graphreg_cache()
 
     def row(spec: GraphRegRunSpec, result: dict[str, Any]) -> dict[str, Any]:
-        reg = spec.reg_config()
-        return {"task": spec.task, "dataset": spec.dataset, "split": spec.split, "regulariser": reg.kind,
-                "distance": reg.distance if reg.kind != "none" else "", "sheaf": reg.sheaf if reg.kind == "sheaf" else "",
-                "alpha": reg.alpha, **{k: result[k] for k in ("val_acc", "test_acc", "best_epoch", "penalty",
-                                                               "seconds", "infer_ms")}}  # fmt: skip
+        reg = _read_settings(spec.reg_config())
+        return {"task": spec.task, "dataset": spec.dataset, "split": spec.split, "regulariser": reg["kind"],
+                "distance": reg.get("distance", ""), "sheaf": reg.get("sheaf", ""), "d": reg.get("d", 0),
+                "alpha": reg.get("alpha", 0.0), "weights": tuple(reg.get("weights", ())),
+                "per_class": spec.data_options.get("per_class", 0), "hidden": spec.mlp_config().hidden_channels,
+                **{k: result[k] for k in ("val_acc", "test_acc", "best_epoch", "penalty", "seconds", "infer_ms")}}  # fmt: skip
 
     return run_cached(specs, cache, _run, row, progress=progress, desc=desc,
                       label=lambda s: f"{s.dataset} {s.reg.get('kind', 'none')} split {s.split}")  # fmt: skip

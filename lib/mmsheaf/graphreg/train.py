@@ -37,7 +37,8 @@ class GraphRegTrainConfig:
         weight_decay: Adam's weight decay (every parameter).
         epochs: Maximum epochs.
         patience: Epochs without a new best validation accuracy before stopping.
-        seed: Seed of the initialisation and dropout.
+        seed: The run's seed, recorded in its key; the caller seeds the initialisation and dropout with it
+            (:func:`~mmsheaf.graphreg.protocol.run_specs` does).
     """
 
     lr: float = 0.01
