@@ -38,6 +38,8 @@ def test_configs_validate() -> None:
         RegConfig(kind="ngm")
     with pytest.raises(ValueError, match="plain regulariser only"):
         RegConfig(kind="sheaf", distance="kl")
+    with pytest.raises(ValueError, match="unknown distance"):
+        RegConfig(kind="graph", distance="euclid")
     with pytest.raises(ValueError, match="layers >= 2"):
         MLPConfig(layers=1)
     with pytest.raises(ValueError, match="must divide"):
@@ -54,6 +56,47 @@ def test_normalised_maps_have_a_fixed_size_per_edge() -> None:
     out = normalise_maps(gen, 5, "gen")
     assert torch.allclose(out[:5].square().sum((1, 2)) + out[5:].square().sum((1, 2)), torch.full((5,), 6.0))
     assert torch.equal(normalise_maps(gen, 5, "orth"), gen)
+    with pytest.raises(ValueError, match="must have shape"):
+        normalise_maps(diag, 4, "diag")
+    with pytest.raises(ValueError, match="unknown sheaf"):
+        normalise_maps(diag, 5, "full")
+
+
+@pytest.mark.parametrize("sheaf", ["diag", "orth", "gen"])
+@pytest.mark.parametrize("distance", ["sq_l2", "l1", "cosine"])
+def test_the_sheaf_penalty_starts_as_the_plain_one(sheaf: str, distance: str) -> None:
+    """Zero map weights: identity maps (diag, gen) or one reflection on both ends (orth)."""
+    data = planted(homophilic=False)
+    torch.manual_seed(0)
+    model = RegularisedMLP(6, 2, MLP, RegConfig(kind="sheaf", sheaf=sheaf, d=2, alpha=1.0, distance=distance))
+    z, logits = model(data.x)
+    plain = GraphRegulariser(distance, reduction="mean")(z, data.edge_index)
+    torch.testing.assert_close(model.penalty(data.x, z, logits, data.edge_index), plain)
+    assert bool((z < 0).any())  # the embedding is signed (pre-activation): a sign flip can match two nodes
+
+
+def test_mahalanobis_penalties() -> None:
+    data = planted()
+    torch.manual_seed(0)
+    learned = RegularisedMLP(6, 2, MLP, RegConfig(kind="graph", distance="mahalanobis", alpha=1.0))
+    with torch.no_grad():
+        learned.metric.L.zero_()
+        learned.metric.L[0, 0] = 5.0  # all of LL^T on one (possibly dead) unit
+    m = learned._distance_kwargs(torch.randn(3, 8), None, None)["matrix"].detach()
+    eig = torch.linalg.eigvalsh(m)
+    assert float(m.trace()) == pytest.approx(8.0) and float(eig.min()) == pytest.approx(0.5)
+    pooled = RegularisedMLP(6, 2, MLP, RegConfig(kind="graph", distance="mahalanobis_pooled", alpha=1.0))
+    z, logits = pooled(data.x)
+    with pytest.raises(ValueError, match="needs the labels"):
+        pooled.penalty(data.x, z, logits, data.edge_index)
+    value = pooled.penalty(data.x, z, logits, data.edge_index, labelled=data.train_mask, y=data.y)
+    from mmsheaf.losses.distances import class_pooled_precision
+
+    p = class_pooled_precision(z[data.train_mask].detach(), data.y[data.train_mask])
+    ref = GraphRegulariser("mahalanobis")(z, data.edge_index, matrix=p * (8 / p.trace()))
+    torch.testing.assert_close(value, ref)
+    value.backward()
+    assert pooled.hidden[0].weight.grad.abs().sum() > 0
 
 
 def test_penalties() -> None:
@@ -173,3 +216,27 @@ def test_run_keys_are_canonical_and_the_semi_task_options_resolved() -> None:
         GraphRegRunSpec("semi", "mnist5k", data_options={"per_clas": 10})
     with pytest.raises(ValueError, match="no data options"):
         GraphRegRunSpec("node", "cora", data_options={"k": 5})
+
+
+@pytest.mark.data
+def test_semi_task_builds_the_graph_once_and_draws_each_labelled_subset(data_mirror, real_data_root,
+                                                                      monkeypatch) -> None:  # fmt: skip
+    """The kNN graph is cached across labelled subsets; the masks are those of load_semi_supervised."""
+    import functools
+
+    from mmsheaf.data import fill_data_root
+    from mmsheaf.data.semi_supervised import SemiSupervisedConfig, load_semi_supervised
+
+    fill_data_root(data_mirror, real_data_root, only=["mnist5k"])
+    monkeypatch.setattr(
+        protocol, "load_semi_supervised", functools.partial(load_semi_supervised, root=real_data_root)
+    )
+    protocol._semi_graph.cache_clear()
+    options = {"per_class": 5, "max_rows": 300}
+    for seed in (0, 3):
+        data, train, val, test = protocol._semi("mnist5k", seed, options)
+        ref = load_semi_supervised(SemiSupervisedConfig(seed=seed, **options), root=real_data_root)
+        assert torch.equal(train, ref.train_mask) and torch.equal(val, ref.val_mask)
+        assert torch.equal(test, ref.test_mask) and torch.equal(data.edge_index, ref.edge_index)
+    assert protocol._semi_graph.cache_info().misses == 1
+    protocol._semi_graph.cache_clear()

@@ -1,47 +1,91 @@
 r"""The model of the graph-regularisation study: an MLP whose hidden embedding a graph regulariser shapes.
 
-A :class:`RegularisedMLP` is the MLP of notebook 01 (``layers`` linear layers, ReLU and dropout between them):
-its last hidden layer is the embedding :math:`h` and a linear layer reads the classes from it. Training adds a
-penalty on the edges of a graph (:class:`RegConfig`) to the cross-entropy,
+A :class:`RegularisedMLP` is the MLP of notebook 01 (``layers`` linear layers, ReLU and dropout between them).
+Its embedding :math:`z` is the **pre-activation** of the last hidden layer (the classifier reads
+:math:`\mathrm{relu}(z)`): a signed embedding, so that the sheaf regulariser's sign-flipping maps can match
+two nodes with :math:`z_v \approx -z_u` (after a ReLU every entry is non-negative and that is impossible).
+Training adds a penalty on the edges of a graph (:class:`RegConfig`) to the cross-entropy,
 
 .. math::
-    \mathcal{L} = \mathcal{L}_{CE} + \alpha\, \mathcal{R}(H),
+    \mathcal{L} = \mathcal{L}_{CE} + \alpha\, \mathcal{R}(Z),
 
 where :math:`\mathcal{R}` is the plain regulariser of Neural Graph Machines (Bui et al., WSDM 2018,
 `arXiv:1703.04818 <https://arxiv.org/abs/1703.04818>`_), :math:`\sum_{(u,v)} \alpha_{\tau(u,v)} w_{uv}\,
-d(h_u, h_v)`, or this project's sheaf regulariser :math:`\sum_e \alpha_{\tau(e)} w_e\, d(\mathcal{F}_{u
-\trianglelefteq e} h_u, \mathcal{F}_{v \trianglelefteq e} h_v)` with maps learned from the endpoints' input
+d(z_u, z_v)`, or this project's sheaf regulariser :math:`\sum_e \alpha_{\tau(e)} w_e\, d(\mathcal{F}_{u
+\trianglelefteq e} z_u, \mathcal{F}_{v \trianglelefteq e} z_v)` with maps learned from the endpoints' input
 features (:class:`~mmsheaf.losses.graph_reg.SheafRegulariser`). The graph is read only by the penalty: at
 inference the model is the MLP, at the MLP's cost.
 
-**No trivial zero.** The penalty is the only term that sees the maps (and a learned Mahalanobis matrix), so left
-alone it would shrink them to 0. Here every edge's pair of maps is rescaled to a fixed size: diagonal maps so
-that :math:`f_{u,i}^2 + f_{v,i}^2 = 2` for every coordinate :math:`i` (the plain regulariser is
-:math:`f_u = f_v = 1`; a heterophilic edge may take :math:`f_u = -f_v`), general maps so that
-:math:`\|\mathcal{F}_u\|_F^2 + \|\mathcal{F}_v\|_F^2 = 2d`; orthogonal maps keep norms already. A learned
-Mahalanobis matrix is rescaled to trace :math:`D`. For KL and JS the penalty compares the predicted class
-distributions :math:`\operatorname{softmax}(\text{logits})` instead of the embeddings (as Neural Structured
-Learning offers).
+**The sheaf starts as the plain regulariser, and cannot shrink to zero.** Diagonal and general maps are
+:math:`\mathcal{F} = I + \Phi(x_u \| x_v)` with a linear :math:`\Phi` whose weights start at zero (so the
+first step is the plain regulariser and weight decay pulls back towards it); orthogonal maps are Householder
+products, whose zero parameters give the same reflection :math:`Q` on both ends, :math:`\|Q z_u - Q z_v\| =
+\|z_u - z_v\|`. The penalty is the only term that sees the maps, so left alone it would shrink them to 0:
+every edge's pair of maps is rescaled to a fixed size (:data:`MAP_NORMALISERS`): diagonal maps so that
+:math:`f_{u,i}^2 + f_{v,i}^2 = 2` for every coordinate :math:`i` (the plain regulariser is :math:`f_u = f_v
+= 1`; a heterophilic edge may take :math:`f_u = -f_v`), general maps so that :math:`\|\mathcal{F}_u\|_F^2 +
+\|\mathcal{F}_v\|_F^2 = 2d`; orthogonal maps keep norms already.
+
+**Distances** (:data:`REG_DISTANCES`): those of :mod:`mmsheaf.losses.distances` on :math:`z`; ``"kl"`` and
+``"js"`` compare the predicted class distributions :math:`\operatorname{softmax}(\text{logits})` instead (as
+Neural Structured Learning offers), ``"kl"`` symmetrised over the two directions of every edge. The learned
+Mahalanobis matrix is :math:`M = \tfrac12 I + \tfrac12 D\, LL^\top / \operatorname{tr}(LL^\top)`: trace
+:math:`D` like :math:`I`, and every eigenvalue at least :math:`\tfrac12`, so it cannot put all its weight on
+directions where the embedding does not vary across edges (dead units). ``"mahalanobis_pooled"`` uses the
+inverse class-pooled covariance of the labelled nodes' embeddings
+(:func:`~mmsheaf.losses.distances.class_pooled_precision`), recomputed (without gradient) at every step and
+rescaled to trace :math:`D`.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from mmsheaf.losses.distances import PAIRED_DISTANCES, PROBABILITY_DISTANCES, LearnedMahalanobis
+from mmsheaf.losses.distances import LearnedMahalanobis, class_pooled_precision
 from mmsheaf.losses.graph_reg import GraphRegulariser, SheafRegulariser
 
-__all__ = ["REGULARISERS", "MLPConfig", "RegConfig", "RegularisedMLP", "normalise_maps"]
+__all__ = ["MAP_NORMALISERS", "REGULARISERS", "REG_DISTANCES", "MLPConfig", "RegConfig", "RegDistance",
+           "RegularisedMLP", "normalise_maps"]  # fmt: skip
 
 REGULARISERS: tuple[str, ...] = ("none", "graph", "sheaf")
 """The penalties: none (the plain MLP), the plain graph regulariser, the sheaf regulariser."""
+
+
+@dataclass(frozen=True)
+class RegDistance:
+    """A distance of the penalty.
+
+    Args:
+        paired: The :data:`~mmsheaf.losses.distances.PAIRED_DISTANCES` function it calls.
+        matrix: Where a Mahalanobis matrix comes from: ``None``, ``"learned"`` or ``"pooled"``.
+        on_probabilities: Compare ``softmax(logits)`` rather than the embedding (plain regulariser only).
+        symmetric: Average both directions of every edge (an asymmetric distance).
+    """
+
+    paired: str
+    matrix: str | None = None
+    on_probabilities: bool = False
+    symmetric: bool = False
+
+
+REG_DISTANCES: dict[str, RegDistance] = {
+    "sq_l2": RegDistance("sq_l2"),
+    "l1": RegDistance("l1"),
+    "cosine": RegDistance("cosine"),
+    "mahalanobis": RegDistance("mahalanobis", matrix="learned"),
+    "mahalanobis_pooled": RegDistance("mahalanobis", matrix="pooled"),
+    "hist_intersection": RegDistance("hist_intersection"),
+    "kl": RegDistance("kl", on_probabilities=True, symmetric=True),
+    "js": RegDistance("js", on_probabilities=True),
+}
+"""The penalty's distances by name (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +120,8 @@ class RegConfig:
 
     Args:
         kind: One of :data:`REGULARISERS`.
-        distance: A key of :data:`~mmsheaf.losses.distances.PAIRED_DISTANCES` (``"kl"``/``"js"``: on the
-            predicted distributions, plain regulariser only).
+        distance: A key of :data:`REG_DISTANCES` (``"kl"``/``"js"``: on the predicted distributions, plain
+            regulariser only).
         alpha: Its weight :math:`\alpha` in the loss.
         weights: Neural Graph Machines' weights of the labelled-labelled, labelled-unlabelled and
             unlabelled-unlabelled edges (multiplied by :attr:`alpha`).
@@ -96,17 +140,35 @@ class RegConfig:
         object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
         if self.kind not in REGULARISERS:
             raise ValueError(f"unknown regulariser {self.kind!r}: choose one of {', '.join(REGULARISERS)}.")
-        if self.distance not in PAIRED_DISTANCES:
-            raise ValueError(
-                f"unknown distance {self.distance!r}: choose one of {', '.join(PAIRED_DISTANCES)}."
-            )
-        if self.kind == "sheaf" and self.distance in PROBABILITY_DISTANCES:
+        if self.distance not in REG_DISTANCES:
+            raise ValueError(f"unknown distance {self.distance!r}: choose one of {', '.join(REG_DISTANCES)}.")
+        if self.kind == "sheaf" and REG_DISTANCES[self.distance].on_probabilities:
             raise ValueError(f"the sheaf regulariser compares restricted embeddings, not distributions: "
                              f"{self.distance!r} applies to the plain regulariser only.")  # fmt: skip
+        if self.sheaf not in MAP_NORMALISERS:
+            raise ValueError(f"unknown sheaf {self.sheaf!r}: choose one of {', '.join(MAP_NORMALISERS)}.")
         if self.alpha < 0 or len(self.weights) != 3 or min(self.weights) < 0:
             raise ValueError(
                 f"alpha and the three edge-type weights must be >= 0, got {self.alpha}, {self.weights}."
             )
+
+
+def _normalise_diag(fu: Tensor, fv: Tensor, eps: float) -> Tensor:
+    return math.sqrt(2.0) / (fu.square() + fv.square() + eps).sqrt()  # per edge and coordinate
+
+
+def _normalise_gen(fu: Tensor, fv: Tensor, eps: float) -> Tensor:
+    d = fu.size(-1)
+    norm = (fu.square().sum((1, 2)) + fv.square().sum((1, 2)) + eps).sqrt()
+    return (math.sqrt(2.0 * d) / norm)[:, None, None]
+
+
+MAP_NORMALISERS: dict[str, Callable[[Tensor, Tensor, float], Tensor] | None] = {
+    "diag": _normalise_diag,
+    "orth": None,  # orthogonal maps keep norms
+    "gen": _normalise_gen,
+}
+"""Per sheaf type, the scale of every edge's pair of maps ``(F_u, F_v, eps) -> scale`` (module docstring)."""
 
 
 def normalise_maps(maps: Tensor, num_edges: int, sheaf: str, eps: float = 1e-8) -> Tensor:
@@ -116,20 +178,23 @@ def normalise_maps(maps: Tensor, num_edges: int, sheaf: str, eps: float = 1e-8) 
     Args:
         maps: ``(2E, d)`` diagonal or ``(2E, d, d)`` maps, the :math:`u` maps first (:class:`EdgeMaps` order).
         num_edges: :math:`E`.
-        sheaf: ``"diag"``, ``"orth"`` or ``"gen"``.
+        sheaf: A key of :data:`MAP_NORMALISERS`.
+        eps: Added under the square root (a pair of zero maps stays zero instead of dividing by 0).
 
     **Shapes:** as ``maps``.
     """
-    if sheaf == "orth":
+    if sheaf not in MAP_NORMALISERS:
+        raise ValueError(f"unknown sheaf {sheaf!r}: choose one of {', '.join(MAP_NORMALISERS)}.")
+    expected = (2 * num_edges,) + ((maps.size(-1),) if sheaf == "diag" else (maps.size(-1), maps.size(-1)))
+    if tuple(maps.shape) != expected:
+        raise ValueError(f"{sheaf!r} maps of {num_edges} edges must have shape {expected} (both ends, u first), "
+                         f"got {tuple(maps.shape)}.")  # fmt: skip
+    scale = MAP_NORMALISERS[sheaf]
+    if scale is None:
         return maps
     fu, fv = maps[:num_edges], maps[num_edges:]
-    if sheaf == "diag":
-        scale = math.sqrt(2.0) / (fu.square() + fv.square() + eps).sqrt()  # per edge and coordinate
-    else:
-        d = maps.size(-1)
-        norm = (fu.square().sum((1, 2)) + fv.square().sum((1, 2)) + eps).sqrt()
-        scale = (math.sqrt(2.0 * d) / norm)[:, None, None]
-    return torch.cat([fu * scale, fv * scale])
+    s = scale(fu, fv, eps)
+    return torch.cat([fu * s, fv * s])
 
 
 class RegularisedMLP(nn.Module):
@@ -141,59 +206,94 @@ class RegularisedMLP(nn.Module):
         mlp: The MLP.
         reg: The penalty.
 
-    **Shapes:** :meth:`forward` :math:`(N, F) \to` ``(h, logits)`` of shapes :math:`(N, H)` and :math:`(N, C)`.
+    **Shapes:** :meth:`forward` :math:`(N, F) \to` ``(z, logits)`` of shapes :math:`(N, H)` (the
+    pre-activation embedding) and :math:`(N, C)`.
     """
 
     def __init__(self, in_features: int, num_classes: int, mlp: MLPConfig, reg: RegConfig) -> None:
         super().__init__()
         self.mlp_cfg, self.reg_cfg = mlp, reg
+        self.distance = REG_DISTANCES[reg.distance]
         widths = [in_features] + [mlp.hidden_channels] * (mlp.layers - 1)
         self.input_dropout = nn.Dropout(mlp.input_dropout)
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.dropout = nn.Dropout(mlp.dropout)
         self.classifier = nn.Linear(mlp.hidden_channels, num_classes)
-        self.metric = LearnedMahalanobis(mlp.hidden_channels) if reg.distance == "mahalanobis" else None
+        self.metric = LearnedMahalanobis(mlp.hidden_channels) if self.distance.matrix == "learned" else None
         self.regulariser: nn.Module | None = None
         if reg.kind == "graph":
-            self.regulariser = GraphRegulariser(reg.distance, reg.weights, reduction="mean")
+            self.regulariser = GraphRegulariser(
+                self.distance.paired, reg.weights, reduction="mean", symmetric=self.distance.symmetric
+            )
         elif reg.kind == "sheaf":
             if mlp.hidden_channels % reg.d:
                 raise ValueError(
                     f"the stalk dimension d={reg.d} must divide hidden_channels={mlp.hidden_channels}."
                 )
+            act = "tanh" if reg.sheaf == "orth" else "id"  # diag / gen: F = I + Phi, bounded by the rescaling
             self.regulariser = SheafRegulariser(
-                in_features, reg.d, reg.sheaf, reg.distance, weights=reg.weights
+                in_features, reg.d, reg.sheaf, self.distance.paired, weights=reg.weights, sheaf_act=act
             )
+            with torch.no_grad():  # the first step is the plain regulariser (module docstring)
+                self.regulariser.sheaf_learner.output_layer.weight.zero_()
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.input_dropout(x)
-        for i, layer in enumerate(self.hidden):
-            h = torch.relu(layer(h if i == 0 else self.dropout(h)))
-        return h, self.classifier(self.dropout(h))
+        for layer in self.hidden[:-1]:
+            h = self.dropout(torch.relu(layer(h)))
+        z = self.hidden[-1](h)
+        return z, self.classifier(self.dropout(torch.relu(z)))
 
-    def _distance_kwargs(self) -> Mapping[str, Any]:
-        if self.metric is None:
+    def _distance_kwargs(self, z: Tensor, y: Tensor | None, labelled: Tensor | None) -> Mapping[str, Any]:
+        if self.distance.matrix is None:
             return {}
-        m = self.metric.matrix()
-        return {"matrix": m * (m.size(0) / m.diagonal().sum().clamp_min(1e-8))}  # trace D: no trivial zero
+        dim = z.size(1)
+        if self.metric is not None:
+            low_rank = self.metric.matrix()
+            m = 0.5 * torch.eye(dim, dtype=z.dtype, device=z.device) + (0.5 * dim) * low_rank / low_rank.trace(
+            ).clamp_min(1e-8)  # fmt: skip
+            return {"matrix": m}
+        if y is None or labelled is None:
+            raise ValueError("the class-pooled Mahalanobis penalty needs the labels y and the labelled mask.")
+        with torch.no_grad():
+            m = class_pooled_precision(z[labelled], y[labelled])
+            m = m * (dim / m.trace().clamp_min(1e-8))
+        return {"matrix": m}
 
-    def penalty(self, x: Tensor, h: Tensor, logits: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None,
-                labelled: Tensor | None = None) -> Tensor:  # fmt: skip
+    def maps(self, x: Tensor, edge_index: Tensor):
+        """The sheaf regulariser's maps of every directed edge, as the penalty uses them (rescaled, in the
+        order of :class:`~mmsheaf.losses.graph_reg.EdgeMaps`)."""
+        reg = self.regulariser
+        if self.reg_cfg.kind != "sheaf" or not isinstance(reg, SheafRegulariser):
+            raise ValueError("maps exist for the sheaf regulariser only (RegConfig(kind='sheaf')).")
+        edge_maps = reg.maps(x, edge_index)
+        raw = edge_maps.maps
+        if self.reg_cfg.sheaf == "diag":
+            raw = 1.0 + raw
+        elif self.reg_cfg.sheaf == "gen":
+            raw = torch.eye(reg.d, dtype=raw.dtype, device=raw.device) + raw
+        return edge_maps._replace(maps=normalise_maps(raw, edge_maps.index.num_edges, self.reg_cfg.sheaf))
+
+    def penalty(self, x: Tensor, z: Tensor, logits: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None,
+                labelled: Tensor | None = None, y: Tensor | None = None) -> Tensor:  # fmt: skip
         r"""The penalty :math:`\mathcal{R}` (without :math:`\alpha`; zero for ``kind="none"``).
 
         Args:
             x: Input features (the sheaf maps are learned from them).
-            h, logits: The model's outputs.
+            z, logits: The model's outputs.
             edge_index: The graph, both directions of every edge.
             edge_weight: Per-edge weights (equal on an edge and its reverse).
-            labelled: Which nodes are labelled (Neural Graph Machines' edge types); ``None``: one weight.
+            labelled: Which nodes are labelled (Neural Graph Machines' edge types; the class-pooled Mahalanobis
+                matrix); ``None``: one weight.
+            y: The labels (read at the labelled nodes, by ``"mahalanobis_pooled"`` only).
         """
         if self.regulariser is None:
-            return h.new_zeros(())
-        target = torch.softmax(logits, dim=1) if self.reg_cfg.distance in PROBABILITY_DISTANCES else h
+            return z.new_zeros(())
+        kwargs = self._distance_kwargs(z, y, labelled)
+        target = torch.softmax(logits, dim=1) if self.distance.on_probabilities else z
         if isinstance(self.regulariser, GraphRegulariser):
-            return self.regulariser(target, edge_index, edge_weight, labelled, **self._distance_kwargs())
-        reg = self.regulariser
-        edge_maps = reg.maps(x, edge_index)
-        maps = normalise_maps(edge_maps.maps, edge_maps.index.num_edges, self.reg_cfg.sheaf)
-        return reg(h, None, edge_maps.index, edge_weight, labelled, maps=maps, **self._distance_kwargs())
+            return self.regulariser(target, edge_index, edge_weight, labelled, **kwargs)
+        edge_maps = self.maps(x, edge_index)
+        return self.regulariser(
+            z, None, edge_maps.index, edge_weight, labelled, maps=edge_maps.maps, **kwargs
+        )

@@ -111,10 +111,12 @@ def train_graphreg(model: RegularisedMLP, data: Data, train_mask: Tensor, val_ma
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
-        h, logits = model(data.x)
+        z, logits = model(data.x)
         loss = F.cross_entropy(logits[train_mask], data.y[train_mask])
         penalty = (
-            model.penalty(data.x, h, logits, data.edge_index, edge_weight, train_mask) if alpha else None
+            model.penalty(data.x, z, logits, data.edge_index, edge_weight, train_mask, data.y)
+            if alpha
+            else None
         )
         total = loss + alpha * penalty if penalty is not None else loss
         if not torch.isfinite(total):
