@@ -8,17 +8,29 @@ regulariser for heterophilic graphs.
 - :mod:`~mmsheaf.graphreg.protocol`: the tasks (node classification on notebook 01's graphs, Neural Graph
   Machines' semi-supervised images), :class:`GraphRegRunSpec` and the cached runs (:func:`run_specs`).
 
-The distances live in :mod:`mmsheaf.losses.distances`, the regularisers in :mod:`mmsheaf.losses.graph_reg`, the
+- :mod:`~mmsheaf.graphreg.plan`: notebook 07's runs (:class:`GraphRegPlan`: each penalty's weight chosen on
+  validation, then every split); :mod:`~mmsheaf.graphreg.tables` and :mod:`~mmsheaf.graphreg.numbers`: its
+  table ``graph_reg.csv`` and the paper's numbers;
+- :mod:`~mmsheaf.graphreg.references`: notebook 01's GCN and NSD rows, read from its outputs, and their
+  inference time measured here; :mod:`~mmsheaf.graphreg.unsupervised`: UMAP and k-NN references of the images.
+
+The reviews experiment (notebook 03's encoder with the review graph as a penalty) is
+:mod:`mmsheaf.metric.graph_reg`, in the metric study whose protocol it extends. The distances live in
+:mod:`mmsheaf.losses.distances`, the regularisers in :mod:`mmsheaf.losses.graph_reg`, the
 k-nearest-neighbour graph of the images in :mod:`mmsheaf.data.semi_supervised`.
 """
 
-from .model import REGULARISERS, MLPConfig, RegConfig, RegularisedMLP, normalise_maps
+from .model import REG_DISTANCES, REGULARISERS, MLPConfig, RegConfig, RegularisedMLP, normalise_maps
+from .plan import MLP_ROW, GraphRegPlan
 from .protocol import TASKS, GraphRegRunSpec, graphreg_cache, run_specs
 from .train import GraphRegResult, GraphRegTrainConfig, inference_ms, train_graphreg
 
 __all__ = [
+    "MLP_ROW",
     "REGULARISERS",
+    "REG_DISTANCES",
     "TASKS",
+    "GraphRegPlan",
     "GraphRegResult",
     "GraphRegRunSpec",
     "GraphRegTrainConfig",

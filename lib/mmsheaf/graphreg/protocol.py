@@ -28,6 +28,7 @@ from torch_geometric.data import Data
 from mmsheaf import paths
 from mmsheaf.data.nsd_graphs import DATA_VERSIONS, load_graph
 from mmsheaf.data.semi_supervised import SemiSupervisedConfig, labelled_subset, load_semi_supervised
+from mmsheaf.evaluation.distance_retrieval import retrieval_by_distance
 from mmsheaf.graphreg.model import MLPConfig, RegConfig, RegularisedMLP
 from mmsheaf.graphreg.train import GraphRegTrainConfig, train_graphreg
 from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
@@ -139,6 +140,10 @@ class GraphRegRunSpec(KeyedSpec):
         train: :class:`~mmsheaf.graphreg.train.GraphRegTrainConfig` fields (``seed`` comes from ``split``).
         data_options: The task's data options (``"semi"``: :class:`~mmsheaf.data.semi_supervised.SemiSupervisedConfig`
             fields other than ``dataset`` and ``seed``).
+        retrieval: Also score the trained embedding (the best validation epoch's :math:`z`) for retrieval within
+            the test nodes under each distance of
+            :data:`~mmsheaf.evaluation.distance_retrieval.RETRIEVAL_DISTANCES` (the Mahalanobis matrices fitted
+            on the labelled training nodes): a separate cached run, so that the accuracy runs keep their keys.
     """
 
     task: str
@@ -148,6 +153,7 @@ class GraphRegRunSpec(KeyedSpec):
     reg: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
     data_options: Mapping[str, Any] = field(default_factory=dict)
+    retrieval: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -174,7 +180,8 @@ class GraphRegRunSpec(KeyedSpec):
                 "mlp": dataclasses.asdict(self.mlp_config()), "reg": _read_settings(self.reg_config()),
                 "train": dataclasses.asdict(self.train_config()),
                 "data_options": task.options(self.dataset, self.data_options),
-                "data_version": task.version(self.dataset)}  # fmt: skip
+                "data_version": task.version(self.dataset), **({"retrieval": RETRIEVAL_VERSION} if self.retrieval
+                                                               else {})}  # fmt: skip
 
 
 def _read_settings(reg: RegConfig) -> dict[str, Any]:
@@ -190,18 +197,30 @@ def graphreg_cache() -> RunCache:
     return RunCache(paths.cache_root() / "graphreg_runs")
 
 
+RETRIEVAL_VERSION = 1
+"""Version of the retrieval scoring (entered into the keys of the ``retrieval`` runs)."""
+
+
 def _run(spec: GraphRegRunSpec) -> dict[str, Any]:
     data, train, val, test = resolve_task(spec.task).load(spec.dataset, spec.split, spec.data_options)
     torch.manual_seed(spec.split)
     model = RegularisedMLP(data.x.size(1), int(data.y.max()) + 1, spec.mlp_config(), spec.reg_config())
-    return train_graphreg(model, data, train, val, test, spec.train_config()).as_dict()
+    result = train_graphreg(model, data, train, val, test, spec.train_config()).as_dict()
+    if spec.retrieval:
+        model.eval()
+        with torch.no_grad():
+            z, _ = model(data.x)
+        table = retrieval_by_distance(z[test], data.y[test], z[train], data.y[train], seed=spec.split)
+        result["retrieval"] = table.to_dict(orient="records")
+    return result
 
 
 def run_specs(specs: Sequence[GraphRegRunSpec], cache: RunCache | None = None, progress: bool = True,
               desc: str = "runs") -> pd.DataFrame:  # fmt: skip
     """Run every spec not cached yet and return one row per spec: ``task, dataset, split, regulariser,
     distance, sheaf, d, alpha, weights, per_class, hidden, key, cached, val_acc, test_acc, best_epoch, penalty,
-    seconds, infer_ms`` (the penalty columns empty or 0 where the run has no penalty)."""
+    seconds, infer_ms`` (the penalty columns empty or 0 where the run has no penalty), and for ``retrieval`` runs
+    ``retrieval``: a list of ``{distance, map_at_r, p_at_1, r_precision, n_queries}`` records."""
     cache = cache if cache is not None else graphreg_cache()
 
     def row(spec: GraphRegRunSpec, result: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +229,8 @@ def run_specs(specs: Sequence[GraphRegRunSpec], cache: RunCache | None = None, p
                 "distance": reg.get("distance", ""), "sheaf": reg.get("sheaf", ""), "d": reg.get("d", 0),
                 "alpha": reg.get("alpha", 0.0), "weights": tuple(reg.get("weights", ())),
                 "per_class": spec.data_options.get("per_class", 0), "hidden": spec.mlp_config().hidden_channels,
-                **{k: result[k] for k in ("val_acc", "test_acc", "best_epoch", "penalty", "seconds", "infer_ms")}}  # fmt: skip
+                **{k: result[k] for k in ("val_acc", "test_acc", "best_epoch", "penalty", "seconds", "infer_ms")},
+                **({"retrieval": result["retrieval"]} if spec.retrieval else {})}  # fmt: skip
 
     return run_cached(specs, cache, _run, row, progress=progress, desc=desc,
                       label=lambda s: f"{s.dataset} {s.reg.get('kind', 'none')} split {s.split}")  # fmt: skip

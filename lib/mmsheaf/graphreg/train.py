@@ -3,7 +3,8 @@ r"""How one run of the graph-regularisation study trains, and what it is scored 
 Full batch, as notebook 01: one Adam step per epoch on the cross-entropy of the labelled training nodes plus
 :math:`\alpha` times the penalty over every edge of the graph (:meth:`RegularisedMLP.penalty`), then an
 evaluation of all nodes in eval mode; the reported accuracies are those of the epoch with the best validation
-accuracy, and training stops after ``patience`` epochs without a new best. Inference never reads the graph:
+accuracy, and training stops after ``patience`` epochs without a new best; the model is left with that
+epoch's weights. Inference never reads the graph:
 :func:`inference_ms` times the model's forward pass over all nodes (features only), per node.
 """
 
@@ -108,6 +109,7 @@ def train_graphreg(model: RegularisedMLP, data: Data, train_mask: Tensor, val_ma
     best = {"val": -1.0, "test": math.nan, "epoch": 0, "penalty": math.nan}
     history: list[dict[str, float]] = []
     seconds, since, epoch = 0.0, 0, 0
+    best_state: dict[str, Tensor] = {}
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
@@ -135,9 +137,11 @@ def train_graphreg(model: RegularisedMLP, data: Data, train_mask: Tensor, val_ma
             history.append({"epoch": epoch, "loss": float(loss.detach()), "penalty": pen, "val_acc": val})
         if val > best["val"]:
             best, since = {"val": val, "test": test, "epoch": epoch, "penalty": pen}, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             since += 1
             if since >= cfg.patience:
                 break
+    model.load_state_dict(best_state)  # the model of the reported epoch (its embeddings, its timing)
     return GraphRegResult(best["val"], best["test"], best["epoch"], epoch, best["penalty"], seconds / epoch,
                           inference_ms(model, data.x), history)  # fmt: skip
