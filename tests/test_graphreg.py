@@ -240,3 +240,18 @@ def test_semi_task_builds_the_graph_once_and_draws_each_labelled_subset(data_mir
         assert torch.equal(test, ref.test_mask) and torch.equal(data.edge_index, ref.edge_index)
     assert protocol._semi_graph.cache_info().misses == 1
     protocol._semi_graph.cache_clear()
+
+
+def test_kl_penalty_is_symmetrised_over_both_directions() -> None:
+    from mmsheaf.losses.distances import paired_distance
+
+    data = planted(n=12)
+    torch.manual_seed(0)
+    model = RegularisedMLP(6, 2, MLP, RegConfig(kind="graph", distance="kl", alpha=1.0))
+    z, logits = model(data.x)
+    p = torch.softmax(logits, 1)
+    u, v = data.edge_index[:, data.edge_index[0] < data.edge_index[1]]
+    expected = 0.5 * (paired_distance("kl", p[u], p[v]) + paired_distance("kl", p[v], p[u])).mean()
+    torch.testing.assert_close(model.penalty(data.x, z, logits, data.edge_index), expected)
+    forward_only = GraphRegulariser("kl")(p, data.edge_index)
+    assert not torch.allclose(forward_only, expected)

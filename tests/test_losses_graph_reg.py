@@ -199,20 +199,6 @@ def test_kl_compares_the_smaller_node_id_first() -> None:
     assert not torch.allclose(value, paired_distance("kl", p[1:], p[:1])[0])
 
 
-def test_symmetric_kl_is_the_mean_of_both_directions() -> None:
-    p = torch.softmax(torch.randn(2, 5, generator=_gen(), dtype=F64), 1)
-    ei = torch.tensor([[1, 0], [0, 1]])
-    value = GraphRegulariser("kl", reduction="sum", symmetric=True)(p, ei)
-    forward, backward = paired_distance("kl", p[:1], p[1:])[0], paired_distance("kl", p[1:], p[:1])[0]
-    torch.testing.assert_close(value, 0.5 * (forward + backward))
-    assert not torch.allclose(value, forward)
-    h = torch.randn(4, 3, generator=_gen(), dtype=F64)  # a symmetric distance does not change
-    ei = _edge_index(nx.cycle_graph(4))
-    torch.testing.assert_close(
-        GraphRegulariser("sq_l2", symmetric=True)(h, ei), GraphRegulariser("sq_l2")(h, ei)
-    )
-
-
 @pytest.mark.parametrize("name", PROBABILITY_DISTANCES)
 def test_probability_distances_reject_non_probability_rows(name: str) -> None:
     ei = _edge_index(nx.path_graph(3))

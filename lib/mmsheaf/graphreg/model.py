@@ -225,10 +225,11 @@ class RegularisedMLP(nn.Module):
         self.classifier = nn.Linear(mlp.hidden_channels, num_classes)
         self.metric = LearnedMahalanobis(mlp.hidden_channels) if self.distance.matrix == "learned" else None
         self.regulariser: nn.Module | None = None
+        self._reversed: tuple[Tensor, Tensor] | None = (
+            None  # (edge_index, its node ids reversed): symmetric kl
+        )
         if reg.kind == "graph":
-            self.regulariser = GraphRegulariser(
-                self.distance.paired, reg.weights, reduction="mean", symmetric=self.distance.symmetric
-            )
+            self.regulariser = GraphRegulariser(self.distance.paired, reg.weights, reduction="mean")
         elif reg.kind == "sheaf":
             if mlp.hidden_channels % reg.d:
                 raise ValueError(
@@ -302,7 +303,17 @@ class RegularisedMLP(nn.Module):
         kwargs = self._distance_kwargs(z, y, labelled)
         target = torch.softmax(logits, dim=1) if self.distance.on_probabilities else z
         if isinstance(self.regulariser, GraphRegulariser):
-            return self.regulariser(target, edge_index, edge_weight, labelled, **kwargs)
+            value = self.regulariser(target, edge_index, edge_weight, labelled, **kwargs)
+            if not self.distance.symmetric:
+                return value
+            # GraphRegulariser compares every edge as (u, v), u < v; reversing the node ids turns every edge
+            # into (v, u), so the mean of the two is the distance averaged over both directions.
+            n = target.size(0)
+            if self._reversed is None or self._reversed[0] is not edge_index:
+                self._reversed = (edge_index, (n - 1) - edge_index)
+            flipped = None if labelled is None else labelled.flip(0)
+            back = self.regulariser(target.flip(0), self._reversed[1], edge_weight, flipped, **kwargs)
+            return 0.5 * (value + back)
         edge_maps = self.maps(z, edge_index)
         return self.regulariser(
             z, None, edge_maps.index, edge_weight, labelled, maps=edge_maps.maps, **kwargs

@@ -202,10 +202,6 @@ class GraphRegulariser(nn.Module):
         reduction: ``"mean"`` (the weighted sum divided by the number :math:`E` of undirected edges) or
             ``"sum"`` (:data:`REDUCTIONS`).
         atol: tolerance of the probability-row check.
-        symmetric: average the distance over both directions of every edge,
-            :math:`\tfrac12 (d(h_u, h_v) + d(h_v, h_u))`: the symmetrised ``kl``, which is what a sum over the
-            directed edges gives (NSL sums over every sample's neighbours, so an undirected edge contributes
-            both directions). The symmetric distances are unchanged.
 
     **Shapes:** ``h`` :math:`(N, D)`, ``edge_index`` :math:`(2, 2E)`, ``edge_weight`` :math:`(2E,)`,
     ``labelled`` :math:`(N,)` bool; output a scalar.
@@ -217,11 +213,10 @@ class GraphRegulariser(nn.Module):
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
         reduction: str = "mean",
         atol: float = 1e-4,
-        symmetric: bool = False,
     ) -> None:
         super().__init__()
         _lookup(PAIRED_DISTANCES, distance, "distance")
-        self.distance, self.symmetric = distance, symmetric
+        self.distance = distance
         self.weights = _check_weights(weights)
         self.reduction = reduction
         self.reduce = _lookup(REDUCTIONS, reduction, "reduction")
@@ -229,8 +224,7 @@ class GraphRegulariser(nn.Module):
         self._index_cache = SheafIndexCache()
 
     def extra_repr(self) -> str:
-        sym = ", symmetric=True" if self.symmetric else ""
-        return f"distance={self.distance!r}, weights={self.weights}, reduction={self.reduction!r}{sym}"
+        return f"distance={self.distance!r}, weights={self.weights}, reduction={self.reduction!r}"
 
     def index(self, edge_index: Tensor | SheafIndex, num_nodes: int) -> SheafIndex:
         """The :class:`~mmsheaf.sheaf.index.SheafIndex` of ``edge_index``, built once per graph (cached by
@@ -259,8 +253,6 @@ class GraphRegulariser(nn.Module):
         coeff = _undirected_weights(index, edge_weight, labelled, self.weights, h.dtype)
         u, v = index.src[:e], index.dst[:e]
         per_edge = paired_distance(self.distance, h[u], h[v], **distance_kwargs)
-        if self.symmetric:
-            per_edge = 0.5 * (per_edge + paired_distance(self.distance, h[v], h[u], **distance_kwargs))
         return self.reduce(coeff * per_edge)
 
 
