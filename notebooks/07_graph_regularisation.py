@@ -70,6 +70,12 @@ SEMI_SEEDS = [0, 1]
 SEMI_ROWS = ["graph, squared L2", "graph, cosine", "graph, KL", "sheaf, diagonal"]
 UMAP = {"n_components": 16}
 RETRIEVAL_SETTING = "mnist5k-10"
+REVIEW_PROFILE = "smoke"
+REVIEW_ALPHAS = [1.0]
+REVIEW_SEEDS = [0]
+REVIEW_SELECT_SEEDS = 1
+REVIEW_DISTANCE = "sq_l2"
+REVIEW_TRAIN = {"epochs": 1}
 
 # %%
 import matplotlib.pyplot as plt
@@ -82,7 +88,8 @@ from mmsheaf.graphreg.numbers import graphreg_numbers
 from mmsheaf.graphreg.plan import MLP_ROW, GraphRegPlan
 from mmsheaf.graphreg.references import reference_rows
 from mmsheaf.graphreg.tables import TABLE_COLUMNS, accuracy_tex, reference_rows as reference_table
-from mmsheaf.graphreg.tables import result_rows, retrieval_rows
+from mmsheaf.graphreg.tables import result_rows, retrieval_rows, review_rows
+from mmsheaf.metric.graph_reg import VARIANTS, ReviewRunSpec, choose_alpha, review_cache, run_review_specs
 from mmsheaf.graphreg.unsupervised import UmapConfig, knn_accuracy, umap_embedding
 from mmsheaf.nsd.registry import build_node_model
 from mmsheaf.report import Report, figsize
@@ -93,7 +100,9 @@ params = dict(NODE_DATASETS=NODE_DATASETS, ROWS=ROWS, ALPHAS=ALPHAS, SPLITS=SPLI
               MLP=MLP, TRAIN=TRAIN, REFERENCE_MODELS=REFERENCE_MODELS, ALPHA_FIGURE=ALPHA_FIGURE,
               SEMI_PER_CLASS=SEMI_PER_CLASS,
               SEMI_OPTIONS=SEMI_OPTIONS, SEMI_SEEDS=SEMI_SEEDS, SEMI_ROWS=SEMI_ROWS, UMAP=UMAP,
-              RETRIEVAL_SETTING=RETRIEVAL_SETTING)  # fmt: skip
+              RETRIEVAL_SETTING=RETRIEVAL_SETTING, REVIEW_PROFILE=REVIEW_PROFILE, REVIEW_ALPHAS=REVIEW_ALPHAS,
+              REVIEW_SEEDS=REVIEW_SEEDS, REVIEW_SELECT_SEEDS=REVIEW_SELECT_SEEDS, REVIEW_DISTANCE=REVIEW_DISTANCE,
+              REVIEW_TRAIN=REVIEW_TRAIN)  # fmt: skip
 rep = Report("07_graph_regularisation", PROFILE, params=params)
 cache = graphreg_cache()
 reused = seed_cache(ledger_path("07_graph_regularisation", PROFILE))  # finished runs kept with the outputs
@@ -178,7 +187,8 @@ rep.figure(fig, "graph_reg_homophily")
 semi = GraphRegPlan("semi", ["mnist5k"], {r: ROWS[r] for r in SEMI_ROWS}, ALPHAS, SEMI_SEEDS,
                     min(SELECT_SPLITS, len(SEMI_SEEDS)), per_class=SEMI_PER_CLASS, mlp=MLP, train=TRAIN,
                     data_options={k: v for k, v in SEMI_OPTIONS.items() if k != "per_class"})  # fmt: skip
-semi_alpha = semi.choose(semi.run_selection(cache))
+semi_selection = semi.run_selection(cache)
+semi_alpha = semi.choose(semi_selection)
 semi_final = semi.run_final(semi_alpha, cache)
 semi_rows = result_rows(semi_final)
 
@@ -204,6 +214,28 @@ rep.table(semi_tex, "graph_reg_semi", escape=False)
 semi_tex
 
 # %% [markdown]
+# ## 3 · The multimodal reviews: the graph at training time only
+# Notebook 03's encoder on T2 (the garment class of a clothing review) with its best loss (ArcFace, its tuned
+# settings), three ways: text and tabular towers alone (notebook 03's ablation row), the same towers with the
+# review graph (same-item edges) in the loss only, and notebook 03's encoder with its graph tower (the graph read
+# at inference). The penalty's weight is chosen on validation MAP@R of the first `REVIEW_SELECT_SEEDS` seeds.
+
+# %%
+def review_spec(variant: str, seed: int, alpha: float = 1.0) -> ReviewRunSpec:
+    return ReviewRunSpec(variant, seed=seed, alpha=alpha, distance=REVIEW_DISTANCE, profile=REVIEW_PROFILE,
+                         train=REVIEW_TRAIN)  # fmt: skip
+
+
+review_selection = run_review_specs([review_spec("graph-reg", s, a) for a in REVIEW_ALPHAS
+                                     for s in REVIEW_SEEDS[:REVIEW_SELECT_SEEDS]], desc="reviews: choose alpha")  # fmt: skip
+review_alpha = choose_alpha(review_selection)
+reviews = run_review_specs([review_spec(v, s, review_alpha) for v in VARIANTS for s in REVIEW_SEEDS],
+                           desc="reviews")  # fmt: skip
+review_table = review_rows(reviews)
+print(f"graph-reg alpha chosen on validation: {review_alpha:g}")
+review_table[review_table.task == "reviews"].pivot_table(index="row", columns="metric", values="mean", sort=False)
+
+# %% [markdown]
 # ## 4 · Distance measures for retrieval
 # The test images of one label budget as queries against each other (MAP@R and P@1), on the embedding $z$ of
 # each trained model (its best validation epoch), under every distance; the two Mahalanobis matrices are fitted
@@ -211,6 +243,7 @@ semi_tex
 
 # %%
 records = semi.run_retrieval(semi_alpha, RETRIEVAL_SETTING, cache=cache)
+records_keys = list(records.attrs.get("keys", []))
 retrieval = retrieval_rows(records, semi_final)
 heat = retrieval[retrieval.metric == "map_at_r"].pivot_table(index="row", columns="distance", values="mean",
                                                              sort=False)  # fmt: skip
@@ -228,12 +261,14 @@ heat
 # ## The table and the numbers
 
 # %%
-every = pd.concat([node_rows, semi_rows, retrieval], ignore_index=True)
+every = pd.concat([node_rows, semi_rows, retrieval, review_table], ignore_index=True)
 rep.table(every[list(TABLE_COLUMNS)], "graph_reg", tex=tex, escape=False, float_digits=3)
-alpha = pd.concat([node_alpha.assign(task="node"), semi_alpha.assign(task="semi")], ignore_index=True)
+alpha = pd.concat([node_alpha.assign(task="node"), semi_alpha.assign(task="semi"),
+                   pd.DataFrame([{"task": "reviews", "setting": "clothing-t2", "row": "graph-reg", "alpha": review_alpha,
+                                  "val_acc": float("nan")}])], ignore_index=True)  # fmt: skip
 rep.table(alpha[["task", "setting", "row", "alpha", "val_acc"]], "graph_reg_alpha", float_digits=4)
 numbers = graphreg_numbers(node_rows, splits=len(SPLITS), alphas=len(ALPHAS), semi=semi_rows, umap=umap_acc,
-                           retrieval=retrieval)  # fmt: skip
+                           retrieval=retrieval, reviews=review_table[review_table.task == "reviews"])  # fmt: skip
 for key in ("GraphRegCoraGain", "GraphRegCoraTargetMet", "GraphRegSheafWins", "GraphRegHeterophilic"):
     print(key, numbers.get(key, "--"))
 
@@ -241,8 +276,8 @@ for key in ("GraphRegCoraGain", "GraphRegCoraTargetMet", "GraphRegSheafWins", "G
 # ## Outputs
 
 # %%
-keys = [*node_selection.key, *node_final.key, *semi_final.key]
-rep.runs([cache.folder.name], keys)
+keys = [*node_selection.key, *node_final.key, *semi_selection.key, *semi_final.key, *records_keys, *review_selection.key, *reviews.key]
+rep.runs([cache.folder.name, review_cache().folder.name], keys)
 rep.macros(numbers)
 rep.close()
 

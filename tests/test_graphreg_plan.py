@@ -93,7 +93,7 @@ def test_retrieval_rows_score_the_best_epoch_embedding(toy_task, tmp_path) -> No
     final = p.run_final(chosen, cache, progress=False)
     table = retrieval_rows(records, final)
     assert set(table.metric) == {"map_at_r", "p_at_1"} and set(table.regulariser) == {"none", "graph/sq_l2"}
-    assert (table.n == 2).all()
+    assert (table.n == 2).all() and len(records.attrs["keys"]) == 4
 
 
 def frame(rows: list[tuple]) -> pd.DataFrame:
@@ -139,3 +139,29 @@ def test_every_macro_is_defined_even_without_results() -> None:
     out = graphreg_numbers(frame([]), splits=2, alphas=2)
     assert set(MACROS) <= set(out) and out["GraphRegCoraGain"] == "--"
     assert all(k.startswith("GraphReg") for k in out)
+
+
+def test_review_rows_keep_the_variants_and_their_retrieval() -> None:
+    from mmsheaf.graphreg.tables import review_rows
+
+    rec = [
+        {"distance": "cosine", "map_at_r": 0.5, "p_at_1": 0.8},
+        {"distance": "l1", "map_at_r": 0.4, "p_at_1": 0.7},
+    ]
+    runs = pd.DataFrame({"variant": ["no-graph", "no-graph", "graph-reg", "graph-tower"], "alpha": [0, 0, 1.0, 0],
+                         "distance": ["", "", "sq_l2", ""], "test_map_at_r": [0.5, 0.7, 0.6, 0.9],
+                         "test_p_at_1": [0.8, 0.8, 0.8, 0.9], "test_accuracy": [0.7, 0.7, 0.7, 0.9],
+                         "infer_ms": [0.02] * 4, "retrieval": [rec] * 4})  # fmt: skip
+    rows = review_rows(runs)
+    main = rows[rows.task == "reviews"].set_index(["row", "metric"])
+    assert main.loc[("no-graph", "map_at_r"), "mean"] == pytest.approx(60.0)
+    assert (
+        main.loc[("no-graph", "map_at_r"), "std"] == pytest.approx(10.0)
+        and main.loc[("no-graph", "map_at_r"), "n"] == 2
+    )
+    assert main.loc[("graph-reg", "knn_acc"), "regulariser"] == "graph"
+    retrieval = rows[rows.task == "retrieval"]
+    assert set(retrieval.regulariser) == {"none", "graph/sq_l2"} and set(retrieval.distance) == {
+        "cosine",
+        "l1",
+    }

@@ -11,6 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from mmsheaf import paths
@@ -93,7 +94,7 @@ def test_penalty_alone_reaches_the_encoder_and_the_loss_changes_with_alpha(toy) 
 
 @pytest.mark.parametrize("distance", ["l1", "cosine", "mahalanobis", "hist_intersection"])
 def test_every_embedding_distance_gives_a_finite_penalty(toy, distance: str) -> None:
-    inputs, labels, train, _ = toy
+    inputs, _labels, train, _ = toy
     no_graph, encoder, _ = _build(toy)
     cfg = rv.ReviewRegConfig(alpha=1.0, distance=distance)
     graph = rv.ReviewGraph.among(inputs.edge_index, train, inputs.num_rows)
@@ -233,3 +234,12 @@ def test_runs_of_each_variant_are_scored_stored_and_seeded(reviews, tmp_path: Pa
     assert rv.run_review_specs(specs, caches[0], progress=False)["cached"].all()
     caches[0].embeddings_path(specs[0]).unlink()  # a run without its embeddings is made again
     assert rv.run_review_specs(specs, caches[0], progress=False)["cached"].tolist() == [False, True, True]
+
+
+def test_alpha_is_chosen_on_validation_map_at_r() -> None:
+    runs = pd.DataFrame({"variant": ["graph-reg"] * 4 + ["no-graph"], "alpha": [0.1, 0.1, 1.0, 1.0, 0.0],
+                         "val_map_at_r": [0.5, 0.7, 0.6, 0.6, 0.9]})  # fmt: skip
+    assert rv.choose_alpha(runs) == 0.1  # 0.6 each: the tie goes to the smaller weight; no-graph is ignored
+    assert rv.choose_alpha(runs.assign(val_map_at_r=[0.5, 0.6, 0.6, 0.7, 0.9])) == 1.0
+    with pytest.raises(ValueError, match="no graph-reg runs"):
+        rv.choose_alpha(runs[runs.variant == "no-graph"])

@@ -162,7 +162,7 @@ class GraphRegPlan:
                       cache: RunCache | None = None, progress: bool = True) -> pd.DataFrame:  # fmt: skip
         """The final runs of one setting again with retrieval scoring (``retrieval=True`` specs: the same
         seeded training, their own cache entries), one row per run and retrieval distance: ``setting, row,
-        split, distance, map_at_r, p_at_1, r_precision, n_queries``."""
+        split, distance, map_at_r, p_at_1, r_precision, n_queries``; ``attrs["keys"]`` holds the runs' keys."""
         names = {s.name: s for s in self.settings()}
         if setting not in names:
             raise ValueError(f"unknown setting {setting!r}: choose one of {', '.join(names)}.")
@@ -173,4 +173,6 @@ class GraphRegPlan:
         runs = self._run(jobs, cache, progress, f"{setting}: retrieval", retrieval=True)
         records = [{"setting": r.setting, "row": r.row, "split": r.split, **rec}
                    for r in runs.itertuples() for rec in r.retrieval]  # fmt: skip
-        return pd.DataFrame(records)
+        out = pd.DataFrame(records)
+        out.attrs["keys"] = list(runs.key)  # the runs behind the records (for the ledger)
+        return out

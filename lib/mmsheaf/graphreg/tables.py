@@ -98,3 +98,42 @@ def accuracy_tex(rows: pd.DataFrame, settings: Sequence[str], order: Sequence[st
             line[s] = mean_std(m, sd, 1, bold=m == best[s])
         lines.append(line)
     return pd.DataFrame(lines)
+
+
+REVIEW_MODELS: dict[str, tuple[str, str]] = {
+    "no-graph": ("encoder (text + tabular)", "none"),
+    "graph-reg": ("encoder (text + tabular)", "graph"),
+    "graph-tower": ("encoder (text + tabular + graph tower)", "none"),
+}
+"""The reviews' variants (:data:`mmsheaf.metric.graph_reg.VARIANTS`) as ``(model, regulariser)``: the graph-reg
+encoder is the no-graph one at inference."""
+
+
+def review_rows(runs: pd.DataFrame, task: str = "reviews", dataset: str = "clothing-t2") -> pd.DataFrame:
+    """The reviews' rows from :func:`~mmsheaf.metric.graph_reg.run_review_specs` (one variant per group; the
+    graph-reg runs at their chosen weight): test MAP@R, P@1 and k-NN accuracy (%), and as ``task="retrieval"``
+    rows the test MAP@R and P@1 under each retrieval distance. ``row`` is the variant."""
+    out = []
+    for variant, g in runs.groupby("variant", sort=False):
+        model, reg = REVIEW_MODELS[variant]
+        distance = g.distance.iloc[0] if variant == "graph-reg" else ""
+        for metric, col in (
+            ("map_at_r", "test_map_at_r"),
+            ("p_at_1", "test_p_at_1"),
+            ("knn_acc", "test_accuracy"),
+        ):
+            if col in g:
+                mean, std = _stats(g[col])
+                out.append({"task": task, "dataset": dataset, "model": model, "regulariser": reg,
+                            "distance": distance, "metric": metric, "mean": mean, "std": std, "n": len(g),
+                            "infer_ms": float(g.infer_ms.mean()), "row": variant,
+                            "alpha": float(g.alpha.iloc[0])})  # fmt: skip
+        records = pd.DataFrame([rec for recs in g.retrieval for rec in recs])
+        for distance_name, r in records.groupby("distance", sort=False):
+            for metric in ("map_at_r", "p_at_1"):
+                mean, std = _stats(r[metric])
+                out.append({"task": "retrieval", "dataset": dataset, "model": model,
+                            "regulariser": reg + (f"/{distance}" if distance else ""), "distance": distance_name,
+                            "metric": metric, "mean": mean, "std": std, "n": len(r), "infer_ms": float("nan"),
+                            "row": variant})  # fmt: skip
+    return pd.DataFrame(out)

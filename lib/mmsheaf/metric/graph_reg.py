@@ -52,6 +52,7 @@ from mmsheaf import paths
 from mmsheaf.atomic import atomic_path
 from mmsheaf.encoders.fusion import MultimodalEncoder
 from mmsheaf.encoders.inputs import ModalityInputs
+from mmsheaf.evaluation.distance_retrieval import retrieval_by_distance
 from mmsheaf.evaluation.embeddings import retrieval_metrics
 from mmsheaf.losses import MetricLoss, build_loss, resolve_loss
 from mmsheaf.losses.distances import PAIRED_DISTANCES, PROBABILITY_DISTANCES, LearnedMahalanobis
@@ -61,9 +62,10 @@ from mmsheaf.metric.train import MetricTrainConfig, MetricTrainResult, batch_pla
 from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
 from mmsheaf.runs.checks import check_usable_run
 
-__all__ = ["SCHEMA", "T2_TUNED", "VARIANTS", "GraphPenalty", "ReviewGraph", "ReviewRegConfig",
-           "ReviewRunCache", "ReviewRunSpec", "inference_ms", "notebook03_settings", "regularised_loss",
-           "review_cache", "review_embeddings", "run_review_specs", "train_graph_regularised"]  # fmt: skip
+__all__ = ["RETRIEVAL_FIT_ROWS", "SCHEMA", "T2_TUNED", "VARIANTS", "GraphPenalty", "ReviewGraph", "ReviewRegConfig",
+           "ReviewRunCache", "ReviewRunSpec", "choose_alpha", "inference_ms", "notebook03_settings",
+           "regularised_loss", "review_cache", "review_embeddings", "run_review_specs",
+           "train_graph_regularised"]  # fmt: skip
 
 SCHEMA = "mmsheaf.graphreg-reviews/1"
 VARIANTS: tuple[str, ...] = ("no-graph", "graph-reg", "graph-tower")
@@ -425,17 +427,41 @@ def _run(spec: ReviewRunSpec, cache: ReviewRunCache) -> dict[str, Any]:
     for split in ("train", "val", "test"):
         rows = task.split(split)
         arrays[split], arrays[f"{split}_labels"] = encoder.encode(inputs, rows).cpu(), task.labels[rows].cpu()
+    fit = torch.randperm(len(arrays["train"]), generator=torch.Generator().manual_seed(spec.seed))[
+        :RETRIEVAL_FIT_ROWS
+    ]
+    out["retrieval"] = retrieval_by_distance(arrays["test"], arrays["test_labels"], arrays["train"][fit],
+                                             arrays["train_labels"][fit], seed=spec.seed).to_dict(orient="records")  # fmt: skip
     with atomic_path(cache.embeddings_path(spec)) as tmp:
         torch.save(arrays, tmp)
     return out
+
+
+RETRIEVAL_FIT_ROWS = 2000
+"""Training reviews (a seeded draw) the two Mahalanobis matrices of the retrieval scores are fitted on: NCA holds
+an :math:`N \times N` matrix, several GB for all 14k."""
+
+
+def choose_alpha(runs: pd.DataFrame) -> float:
+    """The weight of the ``"graph-reg"`` runs with the best mean validation MAP@R over their seeds (ties: the
+    smaller weight): the selection is on validation only."""
+    reg = runs[runs.variant == "graph-reg"]
+    if reg.empty:
+        raise ValueError(
+            "no graph-reg runs to choose alpha from: pass run_review_specs' table of the selection."
+        )
+    means = reg.groupby("alpha").val_map_at_r.mean().reset_index()
+    return float(means.sort_values(["val_map_at_r", "alpha"], ascending=[False, True]).alpha.iloc[0])
 
 
 def run_review_specs(specs: Sequence[ReviewRunSpec], cache: ReviewRunCache | None = None,
                      progress: bool = True, desc: str = "review runs") -> pd.DataFrame:  # fmt: skip
     """Run every spec not cached yet and return one row per spec: ``variant, seed, alpha, distance,
     neighbours, loss, modalities, key, cached, seconds, best_epoch, epochs_run, infer_ms, params,
-    graph_params``, ``val_<metric>`` (MAP@R, R-precision, P@1) and ``test_<metric>`` (those, NMI, AMI, kNN
-    accuracy and macro-F1); the penalty columns are empty or 0 where the run has none."""
+    graph_params``, ``val_<metric>`` (MAP@R, R-precision, P@1), ``test_<metric>`` (those, NMI, AMI, kNN
+    accuracy and macro-F1) and ``retrieval`` (the test reviews' MAP@R, P@1 and R-precision under each distance of
+    :data:`~mmsheaf.evaluation.distance_retrieval.RETRIEVAL_DISTANCES`, as records); the penalty columns are
+    empty or 0 where the run has none."""
     cache = cache if cache is not None else review_cache()
 
     def row(spec: ReviewRunSpec, result: dict[str, Any]) -> dict[str, Any]:
@@ -445,7 +471,7 @@ def run_review_specs(specs: Sequence[ReviewRunSpec], cache: ReviewRunCache | Non
                 "loss": spec.loss, "modalities": " + ".join(spec.metric_spec().encoder_config().modalities),
                 **{k: result[k] for k in SCALARS},
                 **{f"val_{k}": v for k, v in result["val"].items()},
-                **{f"test_{k}": v for k, v in result["test"].items()}}  # fmt: skip
+                **{f"test_{k}": v for k, v in result["test"].items()}, "retrieval": result["retrieval"]}  # fmt: skip
 
     return run_cached(specs, cache, lambda spec: _run(spec, cache), row, progress=progress, desc=desc,
                       label=lambda s: f"{s.variant} alpha {s.alpha:g} seed {s.seed}")  # fmt: skip
