@@ -162,6 +162,9 @@ def test_training_is_seeded_and_alpha_zero_is_the_plain_mlp() -> None:
     assert (a.test_acc, a.best_epoch, a.penalty) == (b.test_acc, b.best_epoch, b.penalty)
     plain, zero = run(RegConfig()), run(RegConfig(kind="graph", alpha=0.0))
     assert (plain.val_acc, plain.test_acc) == (zero.val_acc, zero.test_acc)
+    sheaf_zero = run(RegConfig(kind="sheaf", alpha=0.0))  # same key as the MLP: must be the same training
+    assert (plain.val_acc, plain.test_acc, plain.best_epoch) == (sheaf_zero.val_acc, sheaf_zero.test_acc,
+                                                                 sheaf_zero.best_epoch)  # fmt: skip
     assert a.penalty > 0 and plain.penalty == 0 and a.infer_ms > 0 and 0 <= a.test_acc <= 1
     assert a.history[0]["epoch"] == 1 and a.epochs_run == 30
     with pytest.raises(ValueError, match="at least one node"):
@@ -232,8 +235,8 @@ def test_semi_task_builds_the_graph_once_and_draws_each_labelled_subset(data_mir
         protocol, "load_semi_supervised", functools.partial(load_semi_supervised, root=real_data_root)
     )
     protocol._semi_graph.cache_clear()
-    options = {"per_class": 5, "max_rows": 300}
-    for seed in (0, 3):
+    for seed, per_class in ((0, 5), (3, 5), (1, 2)):  # labelled subsets and label budgets share one graph
+        options = {"per_class": per_class, "max_rows": 300}
         data, train, val, test = protocol._semi("mnist5k", seed, options)
         ref = load_semi_supervised(SemiSupervisedConfig(seed=seed, **options), root=real_data_root)
         assert torch.equal(train, ref.train_mask) and torch.equal(val, ref.val_mask)
@@ -255,3 +258,54 @@ def test_kl_penalty_is_symmetrised_over_both_directions() -> None:
     torch.testing.assert_close(model.penalty(data.x, z, logits, data.edge_index), expected)
     forward_only = GraphRegulariser("kl")(p, data.edge_index)
     assert not torch.allclose(forward_only, expected)
+
+
+@pytest.mark.parametrize("reg", [RegConfig(kind="graph", alpha=1.0, distance="mahalanobis"),
+                                 RegConfig(kind="sheaf", alpha=1.0, sheaf="gen")])  # fmt: skip
+def test_every_penalty_starts_from_the_plain_mlps_weights(reg: RegConfig) -> None:
+    """The penalty's parameters come from a forked generator: paired runs, same initial MLP and dropout masks."""
+    torch.manual_seed(3)
+    plain = RegularisedMLP(6, 2, MLP, RegConfig())
+    after_plain = torch.rand(1)
+    torch.manual_seed(3)
+    penalised = RegularisedMLP(6, 2, MLP, reg)
+    assert torch.equal(torch.rand(1), after_plain)
+    for a, b in zip(plain.state_dict().items(), penalised.state_dict().items()):
+        assert a[0] == b[0] and torch.equal(a[1], b[1])
+
+
+def test_the_reported_epoch_is_the_models_state_after_training() -> None:
+    data = planted(homophilic=False)
+    torch.manual_seed(0)
+    model = RegularisedMLP(6, 2, MLP, RegConfig(kind="graph", alpha=0.5))
+    res = train_graphreg(model, data, data.train_mask, data.val_mask, data.test_mask,
+                         GraphRegTrainConfig(epochs=60, patience=60, lr=0.05))  # fmt: skip
+    assert res.best_epoch < res.epochs_run  # otherwise the test proves nothing
+    model.eval()
+    with torch.no_grad():
+        _, logits = model(data.x)
+    val = float((logits[data.val_mask].argmax(1) == data.y[data.val_mask]).float().mean())
+    assert val == res.val_acc
+
+
+def test_kl_symmetrisation_keeps_edge_types_and_weights() -> None:
+    from mmsheaf.losses.distances import paired_distance
+
+    data = planted(n=12)
+    w = torch.rand(data.edge_index.size(1) // 2, generator=torch.Generator().manual_seed(1))
+    u, v = data.edge_index[:, data.edge_index[0] < data.edge_index[1]]
+    weight = torch.zeros(12, 12)
+    weight[u, v] = w
+    weight = weight + weight.T
+    edge_weight = weight[data.edge_index[0], data.edge_index[1]]
+    torch.manual_seed(0)
+    model = RegularisedMLP(
+        6, 2, MLP, RegConfig(kind="graph", distance="kl", alpha=1.0, weights=(1.0, 0.5, 0.25))
+    )
+    z, logits = model(data.x)
+    p = torch.softmax(logits, 1)
+    types = (~data.train_mask).long()[u] + (~data.train_mask).long()[v]
+    coeff = torch.tensor([1.0, 0.5, 0.25])[types] * weight[u, v]
+    expected = (coeff * 0.5 * (paired_distance("kl", p[u], p[v]) + paired_distance("kl", p[v], p[u]))).mean()
+    got = model.penalty(data.x, z, logits, data.edge_index, edge_weight, data.train_mask)
+    torch.testing.assert_close(got, expected)

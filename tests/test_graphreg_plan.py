@@ -165,3 +165,12 @@ def test_review_rows_keep_the_variants_and_their_retrieval() -> None:
         "cosine",
         "l1",
     }
+
+
+def test_protocol_macros_are_checked_and_settings_printed_as_given() -> None:
+    out = graphreg_numbers(
+        frame([]), splits=2, alphas=2, protocol={"GraphRegDropout": 0.5, "GraphRegHidden": 64}
+    )
+    assert (out["GraphRegDropout"], out["GraphRegHidden"]) == ("0.5", 64)
+    with pytest.raises(ValueError, match="unknown protocol macro"):
+        graphreg_numbers(frame([]), splits=2, alphas=2, protocol={"GraphRegWidth": 64})

@@ -223,29 +223,34 @@ class RegularisedMLP(nn.Module):
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.dropout = nn.Dropout(mlp.dropout)
         self.classifier = nn.Linear(mlp.hidden_channels, num_classes)
-        self.metric = LearnedMahalanobis(mlp.hidden_channels) if self.distance.matrix == "learned" else None
+        self.metric: LearnedMahalanobis | None = None
         self.regulariser: nn.Module | None = None
-        self._reversed: tuple[Tensor, Tensor] | None = (
-            None  # (edge_index, its node ids reversed): symmetric kl
-        )
+        self._reversed: tuple[Tensor, Tensor] | None = None  # (edge_index, node ids reversed): symmetric kl
+        if reg.kind == "sheaf" and mlp.hidden_channels % reg.d:
+            raise ValueError(
+                f"the stalk dimension d={reg.d} must divide hidden_channels={mlp.hidden_channels}."
+            )
+        if reg.kind == "none" or reg.alpha == 0:
+            return  # no penalty is read: the plain MLP (its run key says so too)
+        with (
+            torch.random.fork_rng()
+        ):  # the penalty draws nothing from the seed's stream, so every penalty's MLP
+            self._build_penalty(
+                mlp, reg
+            )  # starts from the plain MLP's weights and dropout masks (paired runs)
+
+    def _build_penalty(self, mlp: MLPConfig, reg: RegConfig) -> None:
+        if self.distance.matrix == "learned":
+            self.metric = LearnedMahalanobis(mlp.hidden_channels)
         if reg.kind == "graph":
             self.regulariser = GraphRegulariser(self.distance.paired, reg.weights, reduction="mean")
-        elif reg.kind == "sheaf":
-            if mlp.hidden_channels % reg.d:
-                raise ValueError(
-                    f"the stalk dimension d={reg.d} must divide hidden_channels={mlp.hidden_channels}."
-                )
-            act = "tanh" if reg.sheaf == "orth" else "id"  # diag / gen: F = I + Phi, bounded by the rescaling
-            self.regulariser = SheafRegulariser(
-                mlp.hidden_channels,
-                reg.d,
-                reg.sheaf,
-                self.distance.paired,
-                weights=reg.weights,
-                sheaf_act=act,
-            )
-            with torch.no_grad():  # the first step is the plain regulariser (module docstring)
-                self.regulariser.sheaf_learner.output_layer.weight.zero_()
+            return
+        act = "tanh" if reg.sheaf == "orth" else "id"  # diag / gen: F = I + Phi, bounded by the rescaling
+        self.regulariser = SheafRegulariser(
+            mlp.hidden_channels, reg.d, reg.sheaf, self.distance.paired, weights=reg.weights, sheaf_act=act
+        )
+        with torch.no_grad():  # the first step is the plain regulariser (module docstring)
+            self.regulariser.sheaf_learner.output_layer.weight.zero_()
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.input_dropout(x)

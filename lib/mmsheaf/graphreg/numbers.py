@@ -50,14 +50,27 @@ SEMI_BUDGETS: dict[int, tuple[str, str, str]] = {
 row's gain over it (points), the UMAP reference's k-NN accuracy."""
 
 
+REVIEW_MACROS: tuple[tuple[str, str, str], ...] = (
+    ("no-graph", "GraphRegReviewsNoGraph", "GraphRegReviewsNoGraphStd"),
+    ("graph-reg", "GraphRegReviewsReg", "GraphRegReviewsRegStd"),
+    ("graph-tower", "GraphRegReviewsTower", "GraphRegReviewsTowerStd"),
+)
+"""The reviews' variants with the macro names of their test MAP@R (mean and std, %)."""
+
+PROTOCOL_MACROS: tuple[str, ...] = ("GraphRegHidden", "GraphRegDropout", "GraphRegStalkDim", "GraphRegDistances",
+                                    "GraphRegSemiK", "GraphRegSemiVal", "GraphRegSemiValPerClass",
+                                    "GraphRegSemiBudgets", "GraphRegRetrievalSetting", "GraphRegEpochs",
+                                    "GraphRegPatience", "GraphRegSelectSplits")  # fmt: skip
+"""Settings of the protocol the section states, passed in from the notebook's parameters (``protocol=``)."""
+
 MACROS: tuple[str, ...] = (
     "GraphRegCoraMlp", "GraphRegCoraMlpStd", "GraphRegCoraGraph", "GraphRegCoraGraphStd", "GraphRegCoraGraphName",
     "GraphRegCoraGain", "GraphRegCoraTargetMet", "GraphRegCoraTarget", "GraphRegCoraInferMlp",
     "GraphRegCoraInferGraph", "GraphRegCoraInferGcn", "GraphRegCoraInferNsd", "GraphRegCoraGcn",
     "GraphRegCoraRecovered", *(n for names in HETEROPHILIC.values() for n in names),
     *(n for names in SEMI_BUDGETS.values() for n in names), "GraphRegRetrievalBest", "GraphRegRetrievalBestMap",
-    "GraphRegRetrievalWorst", "GraphRegRetrievalWorstMap", "GraphRegReviewsNoGraph", "GraphRegReviewsReg",
-    "GraphRegReviewsTower",
+    "GraphRegRetrievalWorst", "GraphRegRetrievalWorstMap", *(n for _, a, b in REVIEW_MACROS for n in (a, b)),
+    "GraphRegReviewsAlpha", *PROTOCOL_MACROS,
 )  # fmt: skip
 """Every macro :func:`graphreg_numbers` defines (the paper builds from any profile's outputs)."""
 
@@ -88,7 +101,8 @@ def _microseconds(row: pd.Series | None) -> Latex:
 
 def graphreg_numbers(rows: pd.DataFrame, *, splits: int, alphas: int, semi: pd.DataFrame | None = None,
                      umap: Mapping[int, float] | None = None, retrieval: pd.DataFrame | None = None,
-                     reviews: pd.DataFrame | None = None) -> dict[str, Any]:  # fmt: skip
+                     reviews: pd.DataFrame | None = None,
+                     protocol: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """The macros of the section.
 
     Args:
@@ -99,12 +113,13 @@ def graphreg_numbers(rows: pd.DataFrame, *, splits: int, alphas: int, semi: pd.D
         umap: k-NN accuracy (%) of the UMAP reference per label budget.
         retrieval: :func:`~mmsheaf.graphreg.tables.retrieval_rows` of one setting.
         reviews: The reviews rows (``row`` in ``no-graph``, ``graph-reg``, ``graph-tower``; metric ``map_at_r``).
+        protocol: Values of :data:`PROTOCOL_MACROS` (the settings the section states, from the parameters).
     """
     out: dict[str, Any] = dict.fromkeys(MACROS, Latex("--"))  # every name defined; "--" where nothing was run
     out |= {"GraphRegSplits": splits, "GraphRegAlphas": alphas}
     mlp, graph = _one(rows, "cora", "mlp"), best_row(rows, "cora", "graph")
     if mlp is not None and graph is not None:
-        gain = graph["mean"] - mlp["mean"]
+        gain = round(graph["mean"] - mlp["mean"], 1)  # the verdict reads the number the paper prints
         out |= {"GraphRegCoraMlp": number(mlp["mean"], 1), "GraphRegCoraMlpStd": number(mlp["std"], 1),
                 "GraphRegCoraGraph": number(graph["mean"], 1), "GraphRegCoraGraphStd": number(graph["std"], 1),
                 "GraphRegCoraGraphName": _name(graph), "GraphRegCoraGain": number(gain, 1),
@@ -148,9 +163,14 @@ def graphreg_numbers(rows: pd.DataFrame, *, splits: int, alphas: int, semi: pd.D
                 "GraphRegRetrievalWorst": Latex(latex_escape(by_distance.index[-1].replace("_", " "))),
                 "GraphRegRetrievalWorstMap": number(by_distance.iloc[-1], 1)}  # fmt: skip
     if reviews is not None and not reviews.empty:
-        m = reviews[reviews.metric == "map_at_r"].set_index("row")["mean"]
-        for row, name in (("no-graph", "GraphRegReviewsNoGraph"), ("graph-reg", "GraphRegReviewsReg"),
-                          ("graph-tower", "GraphRegReviewsTower")):  # fmt: skip
-            if row in m:
-                out[name] = number(m[row], 1)
+        m = reviews[reviews.metric == "map_at_r"].set_index("row")
+        for row, name, std_name in REVIEW_MACROS:
+            if row in m.index:
+                out |= {name: number(m.loc[row, "mean"], 1), std_name: number(m.loc[row, "std"], 1)}
+        if "graph-reg" in m.index and "alpha" in m:
+            out["GraphRegReviewsAlpha"] = Latex(f"{float(m.loc['graph-reg', 'alpha']):g}")
+    for name, value in (protocol or {}).items():
+        if name not in PROTOCOL_MACROS:
+            raise ValueError(f"unknown protocol macro {name!r}: choose among {', '.join(PROTOCOL_MACROS)}.")
+        out[name] = Latex(f"{value:g}") if isinstance(value, float) else value  # a setting: 0.5, not 0.500
     return out

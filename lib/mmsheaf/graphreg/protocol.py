@@ -35,7 +35,7 @@ from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
 
 __all__ = ["SCHEMA", "TASKS", "GraphRegRunSpec", "Task", "graphreg_cache", "run_specs"]
 
-SCHEMA = "mmsheaf.graphreg-run/1"
+SCHEMA = "mmsheaf.graphreg-run/2"  # 2: pre-activation z, I + Phi maps, bounded Mahalanobis, forked RNG
 
 Masks = tuple[Data, Tensor, Tensor, Tensor]
 

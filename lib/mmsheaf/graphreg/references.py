@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ from torch_geometric.data import Data
 
 from mmsheaf import paths
 from mmsheaf.data.nsd_graphs import load_graph
+from mmsheaf.graphreg.model import MLPConfig, RegConfig, RegularisedMLP
+from mmsheaf.graphreg.train import inference_ms
 from mmsheaf.runs.keys import set_seed
 from mmsheaf.runs.ledger import read_ledger
 
@@ -46,6 +48,7 @@ __all__ = [
     "DEFAULT_MODELS",
     "NOTEBOOK",
     "ModelBuilder",
+    "mlp_inference_ms",
     "notebook01_rows",
     "reference_config",
     "reference_inference_ms",
@@ -262,3 +265,14 @@ def reference_rows(
         for r in rows.itertuples(index=False)
     ]
     return rows
+
+
+def mlp_inference_ms(dataset: str, mlp: Mapping[str, Any], repeats: int = 5, seed: int = 0) -> float:
+    """Milliseconds per node of this study's MLP (:class:`~mmsheaf.graphreg.model.RegularisedMLP` with the
+    ``mlp`` settings, untrained: every penalty gives the same network at inference) on ``dataset``'s features,
+    timed as the references are (:func:`~mmsheaf.graphreg.train.inference_ms`: warm-up, median of ``repeats``),
+    so that the table's times come from one process on one machine."""
+    data = load_graph(dataset)
+    torch.manual_seed(seed)
+    model = RegularisedMLP(data.x.size(1), int(data.y.max()) + 1, MLPConfig(**mlp), RegConfig())
+    return inference_ms(model, data.x, repeats)

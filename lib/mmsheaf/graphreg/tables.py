@@ -40,17 +40,20 @@ def _stats(values: pd.Series) -> tuple[float, float]:
     return 100.0 * float(values.mean()), 100.0 * float(values.std(ddof=0))
 
 
-def result_rows(runs: pd.DataFrame) -> pd.DataFrame:
+def result_rows(runs: pd.DataFrame, infer_ms: Mapping[str, float] | None = None) -> pd.DataFrame:
     """One ``test_acc`` row per (setting, plan row) of a plan's final runs (:meth:`~mmsheaf.graphreg.plan.
     GraphRegPlan.run_final`), with ``row`` and ``alpha`` (the chosen weight) and ``val_acc`` (mean, %) after
-    :data:`TABLE_COLUMNS`."""
+    :data:`TABLE_COLUMNS`. ``infer_ms`` (per setting, e.g. :func:`~mmsheaf.graphreg.references.mlp_inference_ms`)
+    replaces the times the runs measured during training (other sessions, other loads) by one measured beside the
+    references."""
     out = []
     for (setting, row), g in runs.groupby(["setting", "row"], sort=False):
         first = g.iloc[0]
         mean, std = _stats(g.test_acc)
         out.append({"task": first.task, "dataset": setting, "model": "mlp",
                     "regulariser": regulariser_name(first.regulariser, first.sheaf), "distance": first.distance,
-                    "metric": "test_acc", "mean": mean, "std": std, "n": len(g), "infer_ms": float(g.infer_ms.mean()),
+                    "metric": "test_acc", "mean": mean, "std": std, "n": len(g),
+                    "infer_ms": float(infer_ms[setting]) if infer_ms else float(g.infer_ms.mean()),
                     "row": row, "alpha": float(first.alpha), "val_acc": 100.0 * float(g.val_acc.mean())})  # fmt: skip
     return pd.DataFrame(out)
 

@@ -79,6 +79,7 @@ def _accuracy(logits: Tensor, y: Tensor, mask: Tensor) -> float:
 def inference_ms(model: RegularisedMLP, x: Tensor, repeats: int = 5) -> float:
     """Median milliseconds per node of the eval-mode forward pass over all nodes (the graph is not read)."""
     model.eval()
+    model(x)  # warm-up (allocations), as the references are timed
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

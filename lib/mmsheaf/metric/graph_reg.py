@@ -68,6 +68,14 @@ __all__ = ["RETRIEVAL_FIT_ROWS", "SCHEMA", "T2_TUNED", "VARIANTS", "GraphPenalty
            "train_graph_regularised"]  # fmt: skip
 
 SCHEMA = "mmsheaf.graphreg-reviews/1"
+
+RETRIEVAL_VERSION = 1
+"""Version of the retrieval scores every run stores (entered into the run keys with :data:`RETRIEVAL_FIT_ROWS`)."""
+
+RETRIEVAL_FIT_ROWS = 2000
+r"""Training reviews (a seeded draw) the two Mahalanobis matrices of the retrieval scores are fitted on: NCA holds
+an :math:`N \times N` matrix, several GB for all 14k."""
+
 VARIANTS: tuple[str, ...] = ("no-graph", "graph-reg", "graph-tower")
 TASK, NOTEBOOK, DEFAULT_LOSS = "category", "03_arcface_vs_contrastive", "arcface"
 T2_TUNED: Mapping[str, Mapping[str, float]] = {
@@ -187,7 +195,8 @@ class ReviewRunSpec(KeyedSpec):
         """Notebook 03's run and, for a regularised run only, the penalty: ``"graph-reg"`` at ``alpha = 0``
         *is* the ``"no-graph"`` run (same key, same training, :func:`train_graph_regularised`)."""
         variant = "no-graph" if self.variant == "graph-reg" and not self.reads_graph_in_loss else self.variant
-        out = {"schema": SCHEMA, "variant": variant, "metric": self.metric_spec().describe()}
+        out = {"schema": SCHEMA, "variant": variant, "metric": self.metric_spec().describe(),
+               "retrieval": {"version": RETRIEVAL_VERSION, "fit_rows": RETRIEVAL_FIT_ROWS}}  # fmt: skip
         return {**out, "reg": dataclasses.asdict(self.reg_config())} if self.reads_graph_in_loss else out
 
 
@@ -234,7 +243,10 @@ class ReviewGraph:
 
 class GraphPenalty(nn.Module):
     r""":math:`\mathcal{R}(Z)`: :class:`~mmsheaf.losses.graph_reg.GraphRegulariser` (mean over the undirected
-    edges) with a learned Mahalanobis matrix rescaled to trace :math:`D` for ``"mahalanobis"`` (no trivial 0).
+    edges); for ``"mahalanobis"`` the learned matrix :math:`M = \tfrac12 I + \tfrac12 D\, LL^\top /
+    \operatorname{tr}(LL^\top)` (trace :math:`D`, every eigenvalue at least :math:`\tfrac12`: no trivial 0, and no
+    hiding on directions where the edges do not vary; the same construction as the graph-regularisation study's
+    MLP, :mod:`mmsheaf.graphreg.model`, written again here because a study imports no other).
 
     **Shapes:** ``z`` :math:`(U, D)`, ``edge_index`` :math:`(2, 2E_U)`; output a scalar (0 without edges).
     """
@@ -247,8 +259,9 @@ class GraphPenalty(nn.Module):
     def forward(self, z: Tensor, edge_index: Tensor) -> Tensor:
         kw = {}
         if self.metric is not None:
-            m = self.metric.matrix()
-            kw["matrix"] = m * (m.size(0) / m.diagonal().sum().clamp_min(1e-8))
+            low_rank, dim = self.metric.matrix(), z.size(1)
+            eye = torch.eye(dim, dtype=z.dtype, device=z.device)
+            kw["matrix"] = 0.5 * eye + (0.5 * dim) * low_rank / low_rank.trace().clamp_min(1e-8)
         return self.reg(z, edge_index, **kw)
 
 
@@ -367,17 +380,14 @@ SCALARS = ("seconds", "best_epoch", "epochs_run", "infer_ms", "params", "graph_p
 
 class ReviewRunCache(RunCache):
     """Runs as ``<key>.json`` and their embeddings as ``<key>.emb.pt`` in ``folder`` (default
-    ``paths.cache_root()/"graphreg_review_runs"``); a run whose embeddings are missing counts as missing."""
+    ``paths.cache_root()/"graphreg_review_runs"``). A run restored from a ledger has its results but no
+    embeddings: :func:`review_embeddings` makes them again (the seeded run repeats exactly)."""
 
     def __init__(self, folder: str | Path | None = None) -> None:
         super().__init__(folder if folder is not None else paths.cache_root() / "graphreg_review_runs")
 
     def embeddings_path(self, spec: KeyedSpec | str) -> Path:
         return self.folder / f"{spec if isinstance(spec, str) else spec.key()}.emb.pt"
-
-    def get(self, spec: KeyedSpec, key: str | None = None) -> dict[str, Any] | None:
-        hit = super().get(spec, key)
-        return hit if hit is not None and self.embeddings_path(key or spec).is_file() else None
 
 
 def review_cache() -> ReviewRunCache:
@@ -386,11 +396,12 @@ def review_cache() -> ReviewRunCache:
 
 
 def review_embeddings(spec: ReviewRunSpec, cache: ReviewRunCache | None = None) -> dict[str, Tensor]:
-    r"""The stored embeddings of a finished run: ``train``, ``val``, ``test`` :math:`(N_s, D)` and their
-    ``*_labels`` :math:`(N_s,)` (FileNotFoundError if the run was not made: :func:`run_review_specs`)."""
-    path = (cache or review_cache()).embeddings_path(spec)
-    if not path.is_file():
-        raise FileNotFoundError(f"no embeddings at {path}: run the spec first with run_review_specs([spec]).")
+    r"""The embeddings of a run: ``train``, ``val``, ``test`` :math:`(N_s, D)` and their ``*_labels``
+    :math:`(N_s,)`, from the cache, or made by running the spec when they are not there."""
+    cache = cache or review_cache()
+    path = cache.embeddings_path(spec)
+    if not path.is_file():  # a run restored from a ledger, or never run: train it (again), deterministically
+        _run(spec, cache)
     return torch.load(path)
 
 
@@ -435,11 +446,6 @@ def _run(spec: ReviewRunSpec, cache: ReviewRunCache) -> dict[str, Any]:
     with atomic_path(cache.embeddings_path(spec)) as tmp:
         torch.save(arrays, tmp)
     return out
-
-
-RETRIEVAL_FIT_ROWS = 2000
-"""Training reviews (a seeded draw) the two Mahalanobis matrices of the retrieval scores are fitted on: NCA holds
-an :math:`N \times N` matrix, several GB for all 14k."""
 
 
 def choose_alpha(runs: pd.DataFrame) -> float:
