@@ -1,7 +1,7 @@
 # mmsheaf — the README's two commands live here:
 #   make report   run every notebook (paper profile) with papermill, write figures/, build paper/main.pdf
 #   make test     unit tests, notebook tests (nbval, papermill, pairing) and the paper build from smoke outputs
-# Both set themselves up on a fresh machine (virtual environment, pip, LaTeX via apt-get, data).
+# Both set themselves up on a fresh machine (virtual environment, pip, LaTeX and PostgreSQL via apt-get, data).
 
 PROFILE     ?= paper
 PYTHON      ?= python3
@@ -13,7 +13,7 @@ NOTEBOOKS   ?=
 FORCE       ?=
 PYTEST_ARGS ?=
 
-.PHONY: report test setup venv latex data sync check-pairs paper clean help
+.PHONY: report test setup venv latex postgres data sync check-pairs paper clean help
 
 help:
 	@sed -n '2,4p' Makefile
@@ -24,7 +24,7 @@ report: setup data
 test: setup data
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
 
-setup: venv latex
+setup: venv latex postgres
 
 venv: $(VENV)/.installed
 
@@ -37,6 +37,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 latex: venv
 	@$(PY) -m mmsheaf latex
+
+postgres: venv
+	@$(PY) -m mmsheaf postgres
 
 data: venv
 	$(PY) -m mmsheaf data --mirror "$(DATA_MIRROR)"

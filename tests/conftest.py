@@ -70,3 +70,29 @@ def study_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     yield cache
     optuna.logging.set_verbosity(verbosity)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (:func:`mmsheaf.runs.postgres.local_postgres`: Debian's
+    package, installed by the set-up when missing; a temporary cluster on 127.0.0.1, stopped at the end). Not
+    skipped when PostgreSQL is missing: the README's scale-out section promises it, so CI must run it."""
+    from mmsheaf.runs.postgres import local_postgres
+
+    with local_postgres(log=lambda *_: None) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A new, empty database on the session's PostgreSQL server: its SQLAlchemy URL."""
+    import uuid
+
+    import sqlalchemy
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return f"{postgres_server.rsplit('/', 1)[0]}/{name}"

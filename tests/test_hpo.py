@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -299,14 +298,17 @@ def _run_workers(tmp_path: Path, storage: str, n_trials: int, pause: float) -> d
         ("", 12, 0.12, "journal-file"),  # the default embedded journal file
         ("sqlite", 6, 0.12, "rdb:sqlite"),  # a SQLAlchemy URL
         ("", 30, 0.0, "journal-file"),  # no pause: the workers race for every slot
+        ("postgresql", 8, 0.12, "rdb:postgresql"),  # a real database server (the README's scale-out section)
     ],
-    ids=["journal", "sqlite-url", "journal-contended"],
+    ids=["journal", "sqlite-url", "journal-contended", "postgresql"],
 )
 def test_two_workers_fill_one_budget(
-    tmp_path: Path, storage: str, n_trials: int, pause: float, kind: str
+    tmp_path: Path, storage: str, n_trials: int, pause: float, kind: str, request: pytest.FixtureRequest
 ) -> None:
     if storage == "sqlite":
         storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    elif storage == "postgresql":
+        storage = request.getfixturevalue("postgres_url")
     by_worker = _run_workers(tmp_path, storage, n_trials, pause)
     cfg = StudyConfig("shared", storage=storage or None)
     study = load_study(cfg)
@@ -347,9 +349,8 @@ def test_rerunning_a_finished_study_leaves_its_journal_unchanged(_cache: Path) -
 def test_run_study_and_wait_returns_only_once_no_trial_is_running(monkeypatch) -> None:
     """A worker that finds no slot left returns from run_study while another worker's last trial runs; the
     waiting variant polls until that trial is finished, so every worker sees the same best trial."""
-    from optuna.trial import TrialState
-
     from mmsheaf.runs import hpo as hpo_module
+    from optuna.trial import TrialState
 
     states = [[TrialState.COMPLETE, TrialState.RUNNING], [TrialState.COMPLETE, TrialState.RUNNING],
               [TrialState.COMPLETE, TrialState.COMPLETE]]  # fmt: skip

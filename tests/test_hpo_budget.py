@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,7 +48,9 @@ def _complete_by_slot(study: optuna.Study) -> dict[int, dict]:
 
 
 def _ask(study: optuna.Study) -> optuna.Trial:
-    with warnings.catch_warnings():  # Optuna: "Heartbeat of storage is supposed to be used with Study.optimize"
+    with (
+        warnings.catch_warnings()
+    ):  # Optuna: "Heartbeat of storage is supposed to be used with Study.optimize"
         warnings.simplefilter("ignore")
         return study.ask()
 
@@ -78,7 +79,9 @@ def test_interrupted_trial_gives_its_slot_back() -> None:
     resumed = run_study(objective, space, cfg, progress=False)
     assert interrupted_trials(resumed) == []
     # Five complete trials, one per slot, with the parameters of an uninterrupted run (seed + slot).
-    straight = run_study(quadratic, space, StudyConfig("k-straight", n_trials=5, n_startup_trials=5), progress=False)
+    straight = run_study(
+        quadratic, space, StudyConfig("k-straight", n_trials=5, n_startup_trials=5), progress=False
+    )
     assert _complete_by_slot(resumed) == _complete_by_slot(straight)
     assert len(resumed.trials) == 6 and study_frame(resumed)["state"].tolist().count("FAIL") == 1
     assert len(budget.counted_trials(resumed)) == 5
@@ -109,11 +112,16 @@ hpo.run_study(objective, space, cfg, progress=False)
 """
 
 
-@pytest.mark.parametrize("storage", ["", "sqlite"], ids=["journal-pid", "sqlite-heartbeat"])
-def test_trial_of_a_killed_worker_is_retried_in_its_slot(tmp_path: Path, storage: str) -> None:
+@pytest.mark.parametrize("storage", ["", "sqlite", "postgresql"],
+                         ids=["journal-pid", "sqlite-heartbeat", "postgresql-heartbeat"])  # fmt: skip
+def test_trial_of_a_killed_worker_is_retried_in_its_slot(tmp_path: Path, storage: str,
+                                                         request: pytest.FixtureRequest) -> None:  # fmt: skip
     """A journal finds the dead worker by its process id, a database by Optuna's heartbeat; in both, Optuna's
     RetryHeartbeatStaleTrialCallback queues the trial again and the next run reruns it, with its parameters."""
-    storage = f"sqlite:///{tmp_path / 'hpo.db'}" if storage else ""
+    if storage == "sqlite":
+        storage = f"sqlite:///{tmp_path / 'hpo.db'}"
+    elif storage == "postgresql":
+        storage = request.getfixturevalue("postgres_url")
     script = tmp_path / "killed.py"
     script.write_text(KILLED_WORKER, encoding="utf-8")
     proc = subprocess.run([sys.executable, str(script), storage], env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -141,7 +149,13 @@ def test_trial_of_a_killed_worker_is_retried_in_its_slot(tmp_path: Path, storage
     straight = run_study(quadratic, SPACE, replace(cfg, name="not-killed"), progress=False)
     assert _complete_by_slot(resumed) == _complete_by_slot(straight)
     slots = sorted(s for s in optuna.get_all_study_names(hpo.open_storage(cfg)) if s.startswith("killed#"))
-    assert slots == ["killed#slot-0", "killed#slot-1", "killed#slot-1#rerun-of-1", "killed#slot-2", "killed#slot-3"]
+    assert slots == [
+        "killed#slot-0",
+        "killed#slot-1",
+        "killed#slot-1#rerun-of-1",
+        "killed#slot-2",
+        "killed#slot-3",
+    ]
 
 
 def test_running_trials_of_live_or_remote_workers_are_left_alone() -> None:
@@ -237,7 +251,9 @@ def test_the_committed_study_journals_replay_without_a_trial(
     for run_study with the notebook's paper budget: no trial runs, the journal is not touched, and the best
     trial is the one the paper used."""
     path = ROOT / "figures" / "runs" / f"{notebook}.jsonl"
-    params = yaml.safe_load((ROOT / "notebooks" / "params" / f"{notebook}.paper.yaml").read_text(encoding="utf-8"))
+    params = yaml.safe_load(
+        (ROOT / "notebooks" / "params" / f"{notebook}.paper.yaml").read_text(encoding="utf-8")
+    )
     n_trials = params["HPO_TRIALS"]
     names = sorted(key for folder, key in ledger.read_ledger(path) if folder == ledger.STUDY_FOLDER)
     assert len(names) == {"02_multimodal_sheaf": 9, "03_arcface_vs_contrastive": 16, "04_huse": 5}[notebook]
@@ -253,12 +269,17 @@ def test_the_committed_study_journals_replay_without_a_trial(
     for name in names:
         journal = cache / ledger.STUDY_FOLDER / f"{name}.journal"
         before = journal.read_bytes()
-        expected = optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(journal))))
+        expected = optuna.load_study(
+            study_name=name, storage=JournalStorage(JournalFileBackend(str(journal)))
+        )
         cfg = StudyConfig(name, direction="maximize", n_trials=n_trials, seed=0,
                           n_startup_trials=NOTEBOOK_STUDIES[notebook](n_trials))  # fmt: skip
         study = run_study(never, {}, cfg, progress=False)
         assert journal.read_bytes() == before, f"{name}: the rerun wrote to the journal"
-        assert (study.best_trial.number, study.best_params) == (expected.best_trial.number, expected.best_params)
+        assert (study.best_trial.number, study.best_params) == (
+            expected.best_trial.number,
+            expected.best_params,
+        )
         assert study.best_value == expected.best_value
         frame = study_frame(study)
         # one complete trial per budget slot; any other trial is one a killed worker left, rerun in its slot
@@ -270,7 +291,9 @@ def test_the_committed_study_journals_replay_without_a_trial(
         assert all(t.user_attrs.get(INTERRUPTED_ATTR) for t in rerun)
         assert interrupted_trials(study) == [] and len(counted) == n_trials
         values[name] = tuple(frame.loc[frame["state"] == "COMPLETE", "value"])
-    if notebook == "02_multimodal_sheaf":  # the table of every trial that the notebook wrote from these studies
+    if (
+        notebook == "02_multimodal_sheaf"
+    ):  # the table of every trial that the notebook wrote from these studies
         table = pd.read_csv(ROOT / "figures" / "tables" / "recsys_hpo_trials.csv")
         done = table[table["state"] == "COMPLETE"]  # the table also lists a trial a killed worker left (FAIL)
         written = {tuple(group.sort_values("number")["value"]) for _, group in done.groupby("model")}

@@ -1,4 +1,4 @@
-"""Command line of the report: ``python -m mmsheaf {report,paper,data,latex,sync,check-pairs,runs}``.
+"""Command line of the report: ``python -m mmsheaf {report,paper,data,latex,postgres,sync,check-pairs,runs}``.
 
 The Makefile's targets call these; each prints what it does and exits non-zero with a message naming what
 failed (a notebook, a pair out of sync, a missing paper input, a LaTeX error, a missing dataset).
@@ -56,6 +56,13 @@ def _cmd_latex(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_postgres(args: argparse.Namespace) -> int:
+    from .runs.postgres import ensure_postgres
+
+    print(f"PostgreSQL: {ensure_postgres()}")
+    return 0
+
+
 def _cmd_sync(args: argparse.Namespace) -> int:
     from .report.notebooks import discover, sync
 
@@ -107,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("latex", help="install the Debian LaTeX packages when something is missing")
     p.set_defaults(func=_cmd_latex)
+
+    p = sub.add_parser("postgres", help="install Debian's PostgreSQL when missing (shared Optuna studies, tests)")
+    p.set_defaults(func=_cmd_postgres)
 
     p = sub.add_parser("sync", help="write each notebook's .ipynb from its .py (outputs stripped)")
     p.add_argument("notebooks", nargs="*")
