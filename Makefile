@@ -11,6 +11,8 @@ PY          := $(VENV)/bin/python
 DATA_MIRROR ?= $(wildcard ../shared/data)
 NOTEBOOKS   ?=
 FORCE       ?=
+# Worker processes of a dask.distributed LocalCluster for the runs (1: in this process)
+WORKERS     ?= 1
 PYTEST_ARGS ?=
 
 .PHONY: report test setup venv latex postgres data sync check-pairs paper clean help
@@ -19,7 +21,7 @@ help:
 	@sed -n '2,4p' Makefile
 
 report: setup data
-	$(PY) -m mmsheaf report --profile $(PROFILE) $(if $(FORCE),--force) $(NOTEBOOKS)
+	MMSHEAF_WORKERS=$(WORKERS) $(PY) -m mmsheaf report --profile $(PROFILE) $(if $(FORCE),--force) $(NOTEBOOKS)
 
 test: setup data
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)

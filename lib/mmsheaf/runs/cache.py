@@ -32,6 +32,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomic
+from .executor import Executor, Failure, InProcess, call_with_threads, shared_executor
 from .keys import canonical_json, spec_key, worker_order
 
 __all__ = ["KeyedSpec", "RunCache", "RunsFailed", "failure_records", "run_cached"]
@@ -75,8 +76,10 @@ class RunsFailed(RuntimeError):
     def __init__(self, failures: list[tuple[str, str, str]], done: int) -> None:
         self.failures = failures
         lines = "\n".join(f"  - {label} (run {key[:12]}): {error}" for label, key, error in failures)
-        super().__init__(f"{len(failures)} run(s) failed and were not cached as results ({done} others finished "
-                         f"and are cached); fix the cause and run again to retry only these:\n{lines}")
+        super().__init__(
+            f"{len(failures)} run(s) failed and were not cached as results ({done} others finished "
+            f"and are cached); fix the cause and run again to retry only these:\n{lines}"
+        )
 
 
 class RunCache:
@@ -189,6 +192,7 @@ def run_cached(
     label: Callable[[S], str] = lambda spec: spec.key()[:12],
     progress: bool = True,
     desc: str = "runs",
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Run every spec the cache lacks, store each result as soon as it is done, return one row per spec.
 
@@ -205,6 +209,10 @@ def run_cached(
         label: ``spec -> str`` shown beside the bar while the spec runs.
         progress: Show the bar.
         desc: The bar's description.
+        executor: Where the missing runs execute (:mod:`mmsheaf.runs.executor`); default
+            :func:`~mmsheaf.runs.executor.shared_executor` (in this process unless ``MMSHEAF_WORKERS`` or
+            ``MMSHEAF_SCHEDULER`` says otherwise). Every run gets :func:`~mmsheaf.runs.executor.run_threads`
+            torch threads and records the count in its result (``run_threads``).
 
     Returns:
         One row per spec, in order, with ``key`` and ``cached`` (read from the cache rather than run by
@@ -225,6 +233,33 @@ def run_cached(
     rows: list[dict[str, Any]] = [{} for _ in specs]
     ran_at: dict[str, int] = {}  # key -> the row whose spec this call ran
     failed: dict[str, tuple[str, str, str]] = {}
+    executor = executor if executor is not None else shared_executor()
+    if not isinstance(executor, InProcess) and todo:
+        first = {}
+        for i, key in enumerate(keys):
+            if key in todo and key not in first:
+                first[key] = i
+        jobs = list(first.values())
+        try:
+            for j, outcome in executor.imap(run, [specs[i] for i in jobs]):
+                i = jobs[j]
+                spec, key = specs[i], keys[i]
+                if isinstance(outcome, Failure):
+                    cache.put_failure(spec, outcome.error, key)
+                    failed[key] = (label(spec), key, f"{type(outcome.error).__name__}: {outcome.error}")
+                else:
+                    hits[key] = cache.put(spec, outcome, key)  # the client alone writes the cache
+                    cache.failure_path(key).unlink(missing_ok=True)
+                    ran_at[key] = i
+                bar.set_postfix_str(label(spec))
+                bar.update(1)
+        finally:
+            bar.close()
+        if failed:
+            order = {k: n for n, k in enumerate(keys)}
+            raise RunsFailed(sorted(failed.values(), key=lambda f: order[f[1]]), done=len(hits))
+        return pd.DataFrame([{**row(spec, hits[key]["result"]), "key": key, "cached": ran_at.get(key) != i}
+                             for i, (spec, key) in enumerate(zip(specs, keys))])  # fmt: skip
     try:
         for i, spec in worker_order(list(enumerate(specs))):
             key = keys[i]
@@ -235,7 +270,7 @@ def run_cached(
                 if hit is None:
                     bar.set_postfix_str(label(spec))
                     try:
-                        result = run(spec)
+                        result = call_with_threads(run, spec, executor.threads)
                     except Exception as exc:  # noqa: BLE001 - recorded, named and raised below
                         cache.put_failure(spec, exc, key)
                         failed[key] = (label(spec), key, f"{type(exc).__name__}: {exc}")
