@@ -58,6 +58,7 @@ RUN_FOLDERS: Mapping[str, tuple[str, ...]] = {
     "04_huse": ("huse_runs",),
     "05_cold_start": ("recsys_runs",),
     "06_ssl_collapse": ("ssl_runs",),
+    "07_graph_regularisation": ("graphreg_runs", "graphreg_review_runs"),
 }
 """The run-cache folders (under :func:`mmsheaf.paths.cache_root`) of each notebook."""
 
