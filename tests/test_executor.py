@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+import pandas as pd
 import pytest
 import torch
 from mmsheaf.runs import executor as ex
@@ -118,3 +119,37 @@ def test_executor_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ex.run_threads()
     with pytest.raises(ValueError, match="either workers"):
         ex.DaskExecutor()
+
+
+@dataclass(frozen=True)
+class CsbmLoader:
+    """Small CSBM graphs by name; every load is logged (pid and name) to ``log``."""
+
+    log: str
+
+    def __call__(self, name: str):
+        from mmsheaf.data.synthetic import contextual_sbm
+
+        with open(self.log, "a") as fh:
+            fh.write(f"{os.getpid()} {name}\n")
+        return contextual_sbm(num_nodes=120, num_classes=3, num_features=8, num_splits=2, seed=len(name))
+
+
+def test_node_classification_runs_the_same_on_a_cluster(tmp_path: Path, cluster) -> None:
+    """Notebook 01's loop (real trainer, GCN and Diag-NSD) in-process and on two workers: the same numbers."""
+    from mmsheaf.nsd.runs import ExperimentSpec, run_experiments
+    from mmsheaf.nsd.train import TrainConfig
+
+    cfg = TrainConfig(epochs=5, patience=5)
+    specs = [ExperimentSpec(ds, model, split, {}, cfg) for ds in ("ab", "abc") for model in ("gcn", "diag-nsd")
+             for split in (0, 1)]  # fmt: skip
+    log = tmp_path / "loads.txt"
+    here = run_experiments(specs, RunCache(tmp_path / "a"), data_loader=CsbmLoader(str(log)), progress=False,
+                           executor=ex.InProcess(threads=1))  # fmt: skip
+    log.unlink()
+    there = run_experiments(specs, RunCache(tmp_path / "b"), data_loader=CsbmLoader(str(log)), progress=False,
+                            executor=cluster)  # fmt: skip
+    cols = ["dataset", "model", "split", "train_acc", "val_acc", "test_acc", "best_epoch", "epochs_run"]
+    pd.testing.assert_frame_equal(here[cols], there[cols])
+    loads = log.read_text().split("\n")[:-1]
+    assert len(loads) == len(set(loads)) <= 4 < len(specs)  # a worker loads a dataset once for all its runs

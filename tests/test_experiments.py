@@ -12,16 +12,14 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import torch
 import pytest
-
-from mmsheaf.data import CSBMConfig, contextual_sbm
-from mmsheaf.data import nsd_graphs
+import torch
+from mmsheaf.data import CSBMConfig, contextual_sbm, nsd_graphs
 from mmsheaf.nsd import runs as nsd_runs
 from mmsheaf.nsd.protocol import Candidate, DatasetConfig, NsdProtocol
 from mmsheaf.nsd.runs import ExperimentSpec, run_experiments, summarise
-from mmsheaf.runs.cache import RunCache, RunsFailed
 from mmsheaf.nsd.train import NonFiniteTrainingError, TrainConfig, TrainResult, train_node_classifier
+from mmsheaf.runs.cache import RunCache, RunsFailed
 
 CFG = TrainConfig(epochs=5, patience=5, seed=0)
 
@@ -191,7 +189,9 @@ def test_cache_file_is_valid_json_with_spec_and_result(tmp_path: Path, trainer: 
     assert payload["spec"]["model_hparams"] == {"layers": 3} and payload["spec"]["split"] == 2
     assert payload["spec"]["train"]["epochs"] == 5
     assert payload["result"]["test_acc"] == pytest.approx(0.7)
-    assert TrainResult(**cache.get(spec)["result"]) == TrainResult(**payload["result"])
+    assert payload["result"].pop("run_threads") == 1  # the torch threads the run was given (runs.executor)
+    stored = {k: v for k, v in cache.get(spec)["result"].items() if k != "run_threads"}
+    assert TrainResult(**stored) == TrainResult(**payload["result"])
 
 
 def test_a_failed_run_is_recorded_not_cached_and_the_rerun_retries_only_it(tmp_path: Path,
@@ -329,7 +329,6 @@ def test_summarise_mean_and_std_in_percent() -> None:
 def test_nsd_protocol_normalises_real_features_like_nsd(tmp_path, monkeypatch):
     """NSD's loaders row-normalise every dataset's features; generated CSBM graphs keep theirs."""
     import torch
-
     from mmsheaf.data import CSBMConfig, contextual_sbm
 
     raw = contextual_sbm(CSBMConfig(num_nodes=30, num_classes=3, mean_degree=4.0, num_features=4, seed=2))
@@ -345,7 +344,6 @@ def test_featureless_nodes_leave_every_split_from_data_version_2(monkeypatch):
     """CiteSeer's isolated test-range gaps (zero features, label 0) are out of every mask, as in NSD; the
     datasets whose preparation did not change keep their data and their keys."""
     import torch
-
     from mmsheaf.data import CSBMConfig, contextual_sbm
 
     raw = contextual_sbm(CSBMConfig(num_nodes=30, num_classes=3, mean_degree=4.0, num_features=4, seed=2))

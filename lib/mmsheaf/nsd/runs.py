@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ from torch_geometric.data import Data
 
 from ..data import load_node_dataset
 from ..runs.cache import KeyedSpec, RunCache, run_cached
+from ..runs.executor import Executor
 from ..runs.keys import canonical_json, worker_order
 from ..runs.summary import over_repeats
 from .registry import node_model_config, resolve_node_model
@@ -166,15 +168,45 @@ def _row(spec: ExperimentSpec, result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+WORKER_GRAPHS = 3
+"""Graphs a Dask worker process keeps between runs (least recently used dropped first)."""
+
+_worker_graphs: OrderedDict[tuple[str, str, str], Data] = OrderedDict()
+
+
 class _Graphs:
     """Loads each dataset on first need, once, and drops it after its last pending run (in the order this
-    worker walks the runs), so a long list of runs holds at most the graphs it is between."""
+    worker walks the runs), so a long list of runs holds at most the graphs it is between.
+
+    Sent to a Dask worker (:mod:`mmsheaf.runs.executor`), it travels without its graphs and loads them into the
+    worker process's own cache (:data:`WORKER_GRAPHS` kept), so a worker loads a dataset once for all its runs.
+    """
 
     def __init__(self, loader: Callable[[str], Data], pending: Iterable[ExperimentSpec]) -> None:
         self.loader, self.loaded = loader, {}
         self.last_use = {spec.dataset: spec.key() for spec in worker_order(list(pending))}
+        self.remote = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"loader": self.loader, "loaded": {}, "last_use": {}, "remote": True}
+
+    def _remote_graph(self, name: str) -> Data:
+        kind = (
+            getattr(self.loader, "__qualname__", None) or type(self.loader).__qualname__
+        )  # a function or a class
+        key = (getattr(self.loader, "__module__", ""), kind, name)
+        if key in _worker_graphs:
+            _worker_graphs.move_to_end(key)
+        else:
+            _worker_graphs[key] = self.loader(name)
+            while len(_worker_graphs) > WORKER_GRAPHS:
+                _worker_graphs.popitem(last=False)
+        return _worker_graphs[key]
 
     def train(self, spec: ExperimentSpec, trainer: Callable[..., TrainResult]) -> dict[str, Any]:
+        if self.remote:
+            data = self._remote_graph(spec.dataset)
+            return dataclasses.asdict(trainer(spec.model, data, spec.split, spec.hparams, spec.train))
         if spec.dataset not in self.loaded:
             self.loaded[spec.dataset] = self.loader(spec.dataset)
         result = trainer(spec.model, self.loaded[spec.dataset], spec.split, spec.hparams, spec.train)
@@ -189,6 +221,7 @@ def run_experiments(
     data_loader: Callable[[str], Data] = load_node_dataset,
     progress: bool = True,
     trainer: Callable[..., TrainResult] | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Run every spec that is not cached yet, store each result as soon as it is done, return all results.
 
@@ -205,6 +238,8 @@ def run_experiments(
         progress: Show the bar.
         trainer: ``(model, data, split, model_hparams, cfg) -> TrainResult`` (default
             :func:`~mmsheaf.nsd.train.train_node_classifier`).
+        executor: Where the runs execute (:mod:`mmsheaf.runs.executor`; default: in this process unless
+            ``MMSHEAF_WORKERS``/``MMSHEAF_SCHEDULER`` say otherwise).
 
     Returns:
         One row per spec, in order: ``dataset, model, split, hparams`` (JSON), ``train_acc, val_acc,
@@ -217,7 +252,8 @@ def run_experiments(
     pending = {key: spec for spec, key in zip(specs, keys) if cache.get(spec, key) is None}
     graphs = _Graphs(data_loader, pending.values())
     df = run_cached(specs, cache, lambda spec: graphs.train(spec, trainer), _row,
-                    label=lambda spec: f"{spec.dataset} {spec.model} split {spec.split}", progress=progress)  # fmt: skip
+                    label=lambda spec: f"{spec.dataset} {spec.model} split {spec.split}", progress=progress,
+                    executor=executor)  # fmt: skip
     return pd.DataFrame(df, columns=list(ROW_COLUMNS))
 
 
