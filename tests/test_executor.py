@@ -153,3 +153,34 @@ def test_node_classification_runs_the_same_on_a_cluster(tmp_path: Path, cluster)
     pd.testing.assert_frame_equal(here[cols], there[cols])
     loads = log.read_text().split("\n")[:-1]
     assert len(loads) == len(set(loads)) <= 4 < len(specs)  # a worker loads a dataset once for all its runs
+
+
+def quadratic(params: dict[str, Any], trial: Any) -> float:
+    import time
+
+    time.sleep(0.2)  # long enough for the two workers to interleave
+    return -((params["x"] - 0.3) ** 2)
+
+
+def test_an_optuna_study_fills_its_exact_budget_on_two_workers(tmp_path: Path, cluster) -> None:
+    import optuna
+    from mmsheaf.runs.budget import OWNER_ATTR, SLOT_ATTR
+    from mmsheaf.runs.hpo import StudyConfig, run_study
+
+    cfg = StudyConfig("on-dask", storage=str(tmp_path / "study.journal"), n_trials=8, n_startup_trials=8)
+    study = run_study(quadratic, {"x": {"type": "float", "low": 0.0, "high": 1.0}}, cfg, progress=False,
+                      executor=cluster)  # fmt: skip
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == list(range(8))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sorted(t.user_attrs[SLOT_ATTR] for t in trials) == list(range(8))
+    owners = {t.user_attrs[OWNER_ATTR] for t in trials}  # host:pid of the process that ran the trial
+    assert len(owners) == 2, f"the trials did not run on both workers: {owners}"
+
+
+def test_inside_a_worker_the_executor_is_in_process(cluster) -> None:
+    assert (
+        cluster.client.submit(lambda: repr(ex.executor_from_env()), pure=False)
+        .result()
+        .startswith("InProcess")
+    )

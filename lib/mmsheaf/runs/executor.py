@@ -139,9 +139,21 @@ class DaskExecutor:
         return f"DaskExecutor({where}, workers={self.workers}, threads={self.threads})"
 
 
+def _in_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
 def executor_from_env() -> Executor:
     """:class:`DaskExecutor` on ``MMSHEAF_SCHEDULER`` if set, else on a ``LocalCluster`` of ``MMSHEAF_WORKERS``
-    workers if that is above 1, else :class:`InProcess`."""
+    workers if that is above 1, else :class:`InProcess` (always inside a Dask worker: no nested clusters)."""
+    if _in_dask_worker():
+        return InProcess()  # a run or a search sent to a worker runs there, never on a nested cluster
     address = os.environ.get(SCHEDULER_ENV, "").strip()
     if address:
         return DaskExecutor(address=address)

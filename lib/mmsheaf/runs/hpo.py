@@ -37,6 +37,7 @@ trials as one run with that budget from the start; parallel workers draw differe
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -55,6 +56,7 @@ from optuna.trial import TrialState
 
 from ..atomic import write_text_atomic
 from .budget import SLOT_ATTR, RetryDeadTrial, counted_trials, in_slot, reclaim_slot, reserve_slot
+from .executor import DaskExecutor, Executor, InProcess, shared_executor
 from .space import FixedParam, parse_space, suggest
 from .storage import journal_path, optuna_storage, storage_kind
 
@@ -65,9 +67,9 @@ __all__ = [
     "best_params",
     "complete_trial_attrs",
     "load_study",
-    "run_study_and_wait",
     "open_storage",
     "run_study",
+    "run_study_and_wait",
     "save_study",
     "study_frame",
 ]
@@ -255,6 +257,7 @@ def run_study(
     *,
     progress: bool = True,
     catch: Iterable[type[Exception]] | type[Exception] = (),
+    executor: Executor | None = None,
 ) -> optuna.Study:
     r"""Create or load the study of ``cfg`` and run trials until its budget of ``cfg.n_trials`` is used up.
 
@@ -291,6 +294,11 @@ def run_study(
         progress: Show a tqdm bar of the study's finished trials (all workers').
         catch: Exception types that mark the trial as failed and go on with the next one; other exceptions
             mark it as failed and propagate. Failed trials use their slot (interrupted ones excepted).
+        executor: Where the trials run (:mod:`mmsheaf.runs.executor`; default the process's shared one). On a
+            Dask cluster every worker process runs this loop on the shared study (the budget stays exact), and
+            this call waits for them; the storage must reach every worker (the default journal file: the
+            machine's own workers; a database URL: any machine), and so must the run cache the objective
+            writes to (a remote worker's runs stay in its machine's cache).
 
     Returns:
         The study, freshly loaded. Trials of other workers may still be running when this worker returns:
@@ -298,6 +306,9 @@ def run_study(
     """
     from tqdm import tqdm
 
+    executor = executor if executor is not None else shared_executor()
+    if isinstance(executor, DaskExecutor):
+        return _run_study_on_workers(objective, space, cfg, executor, progress=progress, catch=catch)
     parsed = parse_space(space)
     catch = tuple(catch) if isinstance(catch, Iterable) else (catch,)
     storage = open_storage(cfg)
@@ -343,6 +354,32 @@ def run_study(
                 bar.refresh()
     finally:
         bar.close()
+    return _load(cfg, storage, cfg.seed)
+
+
+def _run_study_on_workers(objective: Callable[[dict[str, Any], optuna.Trial], float], space: Mapping[str, Any],
+                          cfg: StudyConfig, executor: DaskExecutor, *, progress: bool,
+                          catch: Iterable[type[Exception]] | type[Exception]) -> optuna.Study:  # fmt: skip
+    """:func:`run_study` in every worker of ``executor`` at once (each the in-process loop on the shared study),
+    waiting for all of them; the first worker's error is raised after the others have stopped."""
+    from tqdm import tqdm
+
+    storage = open_storage(cfg)
+    futures = [executor.client.submit(run_study, objective, space, cfg, progress=False, catch=catch,
+                                      executor=InProcess(executor.threads), pure=False)
+               for _ in range(executor.workers)]  # fmt: skip
+    bar = tqdm(total=cfg.n_trials, desc=f"hpo {cfg.name} ({executor.workers} workers)", unit="trial",
+               disable=not progress)  # fmt: skip
+    try:
+        while not all(f.done() for f in futures):
+            time.sleep(1.0)
+            with contextlib.suppress(KeyError):  # the study exists once a worker created it
+                bar.n = min(len(counted_trials(_load(cfg, storage, None))), cfg.n_trials)
+                bar.refresh()
+    finally:
+        bar.close()
+    for future in futures:
+        future.result()  # raises a worker's error
     return _load(cfg, storage, cfg.seed)
 
 
