@@ -147,16 +147,6 @@ def test_second_run_reads_everything_from_the_cache(tmp_path: Path, trainer: Fak
     pd.testing.assert_frame_equal(first[cols], second[cols])
 
 
-def test_a_reverse_worker_walks_the_runs_from_the_other_end(tmp_path: Path, trainer: FakeTrainer, monkeypatch) -> None:
-    monkeypatch.setenv("MMSHEAF_RUN_ORDER", "reverse")
-    loader = CountingLoader()
-    df = run_experiments(grid(), RunCache(tmp_path), data_loader=loader, progress=False)
-    forward = [(s.model, s.split, s.hparams) for s in grid()]
-    assert trainer.calls == forward[::-1]
-    assert loader.calls == ["b", "a"]  # each dataset still loaded once, dropped after its last run
-    assert list(zip(df.model, df.split)) == [(s.model, s.split) for s in grid()]  # rows in the specs' order
-
-
 def test_changing_one_hyperparameter_recomputes_only_that_spec(tmp_path: Path, trainer: FakeTrainer) -> None:
     cache = RunCache(tmp_path)
     run_experiments(grid(), cache, data_loader=CountingLoader(), progress=False)

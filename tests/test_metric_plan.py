@@ -1,6 +1,6 @@
 """Tests of notebook 03's plan (mmsheaf.metric.plan): the runs it lists are, key for key and in order, those
 the notebook's own loops listed before they moved into the library (so the paper's run ledger still replays),
-and its searches call the protocol's tune as the notebook's loop did, in the worker's order."""
+and its searches call the protocol's tune as the notebook's loop did, in order."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from mmsheaf.metric import plan as plan_module
 from mmsheaf.metric import protocol as proto
 from mmsheaf.metric.plan import MetricPlan, MetricTuning
 from mmsheaf.report.notebooks import Notebook
-from mmsheaf.runs import worker_order
 from mmsheaf.runs.hpo import complete_trial_attrs
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -174,9 +173,7 @@ def fake_tune(calls: list[tuple[Any, ...]]):  # noqa: ANN201
     return tune
 
 
-@pytest.mark.parametrize("order", ["forward", "reverse"])
-def test_tune_all_calls_tune_as_the_old_notebook_loop(monkeypatch, order: str) -> None:
-    monkeypatch.setenv("MMSHEAF_RUN_ORDER", order)
+def test_tune_all_calls_tune_as_the_old_notebook_loop(monkeypatch) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     p = notebook_params("smoke")
     plan = plan_of(p)
@@ -194,7 +191,7 @@ def test_tune_all_calls_tune_as_the_old_notebook_loop(monkeypatch, order: str) -
     encoder_for = old_notebook_specs(p, fake_tuned(p), winners_of(p))["encoder"]
     searches = [(t, name) for t in TASKS for name in LOSSES]
     tuned, studies, used_keys = {}, [], []
-    for t, name in worker_order(searches):
+    for t, name in searches:
         study, best = tune(name, t, HPO_TRIALS, encoder=encoder_for(t), train={**TRAIN, **HPO_TRAIN},
                            data_options=DATA_OPTIONS.get(t, {}), progress=False)  # fmt: skip
         tuned[(t, name)] = best
@@ -204,9 +201,9 @@ def test_tune_all_calls_tune_as_the_old_notebook_loop(monkeypatch, order: str) -
 
     assert new_calls == old_calls
     assert tuning.studies == studies and tuning.trial_keys == used_keys
-    assert list(tuning.best.items()) == list(tuned.items())  # the table's order, whatever the worker's
+    assert list(tuning.best.items()) == list(tuned.items())  # the table's order
     assert list(tuning.best_values) == searches and set(tuning.best_values.values()) == {0.1}
-    first = ("category", LOSSES[-1]) if order == "reverse" else ("item", LOSSES[0])
+    first = ("item", LOSSES[0])
     assert studies[0] == f"clothing-{first[0]}-{first[1]}" and tuning.best[first] == {"margin": 1}
 
 

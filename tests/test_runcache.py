@@ -101,12 +101,3 @@ def test_keyboard_interrupt_stops_the_loop_at_once(tmp_path):
     assert calls == ["a"] and cache.failures() == {}
 
 
-def test_a_reverse_worker_runs_from_the_other_end_and_returns_rows_in_order(tmp_path, monkeypatch):
-    cache, calls = RunCache(tmp_path), []
-    monkeypatch.setenv("MMSHEAF_RUN_ORDER", "reverse")
-    df = run_cached([Spec("a"), Spec("b"), Spec("c")], cache, lambda s: calls.append(s.name) or {"n": s.name},
-                    lambda s, r: dict(r), progress=False)  # fmt: skip
-    assert calls == ["c", "b", "a"] and df.n.tolist() == ["a", "b", "c"]
-    monkeypatch.setenv("MMSHEAF_RUN_ORDER", "sideways")
-    with pytest.raises(ValueError, match="MMSHEAF_RUN_ORDER"):
-        run_cached([Spec("d")], cache, lambda s: {}, lambda s, r: dict(r), progress=False)

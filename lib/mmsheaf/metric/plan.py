@@ -24,7 +24,6 @@ from typing import Any
 import pandas as pd
 
 from ..losses import resolve_loss
-from ..runs import worker_order
 from ..runs.cache import RunCache
 from ..runs.hpo import complete_trial_attrs
 from .protocol import MetricRunSpec, run_specs, tune
@@ -46,8 +45,7 @@ class MetricTuning:
     Attributes:
         best: The tuned hyperparameters by ``(task, loss)``, in the order of :meth:`MetricPlan.searches`.
         best_values: The best validation MAP@R by ``(task, loss)``, in the order of :meth:`MetricPlan.searches`.
-        studies: The Optuna study names, in the order this process ran them
-            (:func:`~mmsheaf.runs.keys.worker_order`).
+        studies: The Optuna study names, in the order they ran.
         trial_keys: The run keys behind the complete trials, search by search in that order (what the run
             ledger keeps).
     """
@@ -143,8 +141,8 @@ class MetricPlan:
         """Tune every loss on every task (:func:`~mmsheaf.metric.protocol.tune` on validation MAP@R, the loss's
         own space, :attr:`trials` trials with the training of :attr:`hpo_train` over :attr:`train`).
 
-        The searches run in :func:`~mmsheaf.runs.keys.worker_order` (a second worker with
-        ``MMSHEAF_RUN_ORDER=reverse`` starts from the last); the results come back in :meth:`searches`' order.
+        The searches run one after another in :meth:`searches`' order, each on every worker of the executor
+        (:func:`~mmsheaf.runs.hpo.run_study`).
 
         Args:
             cache: The run cache (default :func:`~mmsheaf.metric.protocol.metric_cache`).
@@ -156,7 +154,7 @@ class MetricPlan:
         values: dict[tuple[str, str], float] = {}
         studies: list[str] = []
         keys: list[str] = []
-        for t, name in worker_order(self.searches()):
+        for t, name in self.searches():
             study, found = tune(name, t, self.trials, encoder=self.encoder_for(t),
                                 train={**self.train, **self.hpo_train}, data_options=self.task_options(t),
                                 storage=storage, cache=cache, progress=progress)  # fmt: skip

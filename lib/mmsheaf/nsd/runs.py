@@ -36,7 +36,7 @@ from torch_geometric.data import Data
 from ..data import load_node_dataset
 from ..runs.cache import KeyedSpec, RunCache, run_cached
 from ..runs.executor import Executor
-from ..runs.keys import canonical_json, worker_order
+from ..runs.keys import canonical_json
 from ..runs.summary import over_repeats
 from .registry import node_model_config, resolve_node_model
 from .train import TrainConfig, TrainResult, train_node_classifier
@@ -184,7 +184,7 @@ class _Graphs:
 
     def __init__(self, loader: Callable[[str], Data], pending: Iterable[ExperimentSpec]) -> None:
         self.loader, self.loaded = loader, {}
-        self.last_use = {spec.dataset: spec.key() for spec in worker_order(list(pending))}
+        self.last_use = {spec.dataset: spec.key() for spec in pending}
         self.remote = False
 
     def __getstate__(self) -> dict[str, Any]:

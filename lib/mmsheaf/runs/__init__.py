@@ -1,7 +1,7 @@
 """What every study shares to run many trainings; it knows no study.
 
-- :mod:`~mmsheaf.runs.keys`: run keys (:func:`canonical_json`, :func:`spec_key`), the order a worker walks
-  its runs (:func:`worker_order`), seeds (:func:`set_seed`);
+- :mod:`~mmsheaf.runs.keys`: run keys (:func:`canonical_json`, :func:`spec_key`), seeds (:func:`set_seed`);
+- :mod:`~mmsheaf.runs.executor`: where runs execute (this process, or a ``dask.distributed`` cluster);
 - :mod:`~mmsheaf.runs.cache`: :class:`KeyedSpec`, the one run cache :class:`RunCache` and the one resumable
   loop :func:`run_cached`;
 - :mod:`~mmsheaf.runs.checks`: what a trainer checks so that no run reports a number computed from NaN
@@ -14,10 +14,9 @@
 
 from .cache import KeyedSpec, RunCache, RunsFailed, run_cached
 from .checks import NonFiniteTrainingError, require_finite
-from .keys import RUN_ORDER_ENV, canonical_json, set_seed, spec_key, worker_order
+from .keys import canonical_json, set_seed, spec_key
 
 __all__ = [
-    "RUN_ORDER_ENV",
     "KeyedSpec",
     "NonFiniteTrainingError",
     "RunCache",
@@ -27,5 +26,4 @@ __all__ = [
     "run_cached",
     "set_seed",
     "spec_key",
-    "worker_order",
 ]

@@ -9,9 +9,8 @@ setting, a hand-edited or half-written file) is ignored, so the run is recompute
 the run ledgers keep (:mod:`mmsheaf.runs.ledger`).
 
 :func:`run_cached` runs every spec the cache lacks and returns one table row per spec. It checks the cache
-again just before each run, so several worker processes may walk the same specs (for instance in opposite
-orders: ``MMSHEAF_RUN_ORDER=reverse``, :func:`~mmsheaf.runs.keys.worker_order`) and share one folder: a run
-another worker has finished meanwhile is read, not repeated.
+again just before each run, so two notebooks sharing a cache folder never repeat a run the other finished
+meanwhile; the missing runs execute where :mod:`mmsheaf.runs.executor` says (this process, or Dask workers).
 
 Example::
 
@@ -33,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomic
 from .executor import Executor, Failure, InProcess, call_with_threads, shared_executor
-from .keys import canonical_json, spec_key, worker_order
+from .keys import canonical_json, spec_key
 
 __all__ = ["KeyedSpec", "RunCache", "RunsFailed", "failure_records", "run_cached"]
 
@@ -202,7 +201,7 @@ def run_cached(
     run once.
 
     Args:
-        specs: The runs, in the order to run them (reversed under ``MMSHEAF_RUN_ORDER=reverse``).
+        specs: The runs, in the order to run them.
         cache: Where results are read and written.
         run: ``spec -> result`` (a JSON-serialisable dict).
         row: ``(spec, result) -> dict``: the table row of a run (the loop adds ``key`` and ``cached``).
@@ -261,7 +260,7 @@ def run_cached(
         return pd.DataFrame([{**row(spec, hits[key]["result"]), "key": key, "cached": ran_at.get(key) != i}
                              for i, (spec, key) in enumerate(zip(specs, keys))])  # fmt: skip
     try:
-        for i, spec in worker_order(list(enumerate(specs))):
+        for i, spec in enumerate(specs):
             key = keys[i]
             if key in failed:
                 continue

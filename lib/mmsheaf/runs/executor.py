@@ -129,6 +129,19 @@ class DaskExecutor:
             for future in futures:  # an interrupted loop leaves nothing running
                 future.cancel()
 
+    def run_everywhere(self, fn: Callable[..., Any], *args: Any, poll: Callable[[], None] | None = None,
+                       **kwargs: Any) -> list[Any]:  # fmt: skip
+        """``fn(*args, **kwargs)`` once on every worker at once (e.g. an Optuna worker loop on a shared study);
+        waits for all, calling ``poll()`` every second; raises the first worker's error once all have stopped."""
+        import time
+
+        futures = [self.client.submit(fn, *args, pure=False, **kwargs) for _ in range(self.workers)]
+        while not all(f.done() for f in futures):
+            time.sleep(1.0)
+            if poll is not None:
+                poll()
+        return [f.result() for f in futures]
+
     def close(self) -> None:
         self.client.close()
         if self.cluster is not None:

@@ -360,26 +360,20 @@ def run_study(
 def _run_study_on_workers(objective: Callable[[dict[str, Any], optuna.Trial], float], space: Mapping[str, Any],
                           cfg: StudyConfig, executor: DaskExecutor, *, progress: bool,
                           catch: Iterable[type[Exception]] | type[Exception]) -> optuna.Study:  # fmt: skip
-    """:func:`run_study` in every worker of ``executor`` at once (each the in-process loop on the shared study),
-    waiting for all of them; the first worker's error is raised after the others have stopped."""
+    """:func:`run_study` in every worker of ``executor`` at once (each the in-process loop on the shared study)."""
     from tqdm import tqdm
 
     storage = open_storage(cfg)
-    futures = [executor.client.submit(run_study, objective, space, cfg, progress=False, catch=catch,
-                                      executor=InProcess(executor.threads), pure=False)
-               for _ in range(executor.workers)]  # fmt: skip
-    bar = tqdm(total=cfg.n_trials, desc=f"hpo {cfg.name} ({executor.workers} workers)", unit="trial",
-               disable=not progress)  # fmt: skip
-    try:
-        while not all(f.done() for f in futures):
-            time.sleep(1.0)
+    with tqdm(total=cfg.n_trials, desc=f"hpo {cfg.name} ({executor.workers} workers)", unit="trial",
+              disable=not progress) as bar:  # fmt: skip
+
+        def poll() -> None:
             with contextlib.suppress(KeyError):  # the study exists once a worker created it
                 bar.n = min(len(counted_trials(_load(cfg, storage, None))), cfg.n_trials)
                 bar.refresh()
-    finally:
-        bar.close()
-    for future in futures:
-        future.result()  # raises a worker's error
+
+        executor.run_everywhere(run_study, objective, space, cfg, progress=False, catch=catch,
+                                executor=InProcess(executor.threads), poll=poll)  # fmt: skip
     return _load(cfg, storage, cfg.seed)
 
 

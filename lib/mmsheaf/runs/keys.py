@@ -1,9 +1,9 @@
-"""What makes a run reproducible and shareable: its key, the order a worker walks its runs in, and seeds.
+"""What makes a run reproducible and shareable: its key and its seeds.
 
 A run is keyed by the sha256 of the canonical JSON of everything that determines it (:func:`canonical_json`,
 :func:`spec_key`): equal settings give equal keys on every machine and Python version, so a cache or a ledger
-written anywhere is read everywhere. :func:`worker_order` lets two processes share one list of runs, and
-:func:`set_seed` seeds every random number generator a training run draws from.
+written anywhere is read everywhere, and :func:`set_seed` seeds every random number generator a training run
+draws from. Runs are shared between processes by :mod:`mmsheaf.runs.executor` (Dask workers).
 """
 
 from __future__ import annotations
@@ -11,34 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["RUN_ORDER_ENV", "canonical_json", "set_seed", "spec_key", "worker_order"]
-
-RUN_ORDER_ENV = "MMSHEAF_RUN_ORDER"
-"""Environment variable: ``forward`` (default) or ``reverse``, the order in which this process walks its runs."""
-
-T = TypeVar("T")
-
-
-def worker_order(items: Sequence[T]) -> list[T]:
-    """``items`` in the order this process should run them: as given, or reversed when the environment sets
-    ``MMSHEAF_RUN_ORDER=reverse``.
-
-    Run caches are checked again just before every run, so a second process started on the same notebook with
-    ``MMSHEAF_RUN_ORDER=reverse`` shares the work: each starts from its own end and takes the other's finished
-    runs from the cache, until they meet (at most the run in flight there is done twice).
-    """
-    order = os.environ.get(RUN_ORDER_ENV, "forward").strip().lower() or "forward"
-    if order not in ("forward", "reverse"):
-        raise ValueError(f"{RUN_ORDER_ENV}={order!r}: use 'forward' (the default) or 'reverse'.")
-    return list(items)[::-1] if order == "reverse" else list(items)
+__all__ = ["canonical_json", "set_seed", "spec_key"]
 
 
 def _canonical(value: Any) -> Any:
