@@ -23,11 +23,11 @@ import pandas as pd
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from mmsheaf.data.nsd_graphs import DATA_VERSIONS, load_graph  # noqa: E402 - after the thread setting
-from mmsheaf.nsd.runs import ExperimentSpec, run_experiments  # noqa: E402
-from mmsheaf.nsd.train import TrainConfig  # noqa: E402
-from mmsheaf.runs import executor as ex  # noqa: E402
-from mmsheaf.runs.cache import RunCache  # noqa: E402
+from mmsheaf.data.nsd_graphs import DATA_VERSIONS, load_graph
+from mmsheaf.nsd.runs import ExperimentSpec, run_experiments
+from mmsheaf.nsd.train import TrainConfig
+from mmsheaf.runs import executor as ex
+from mmsheaf.runs.cache import RunCache
 
 HERE = Path(__file__).resolve().parent
 LEDGER = HERE.parent / "figures" / "runs" / "01_sheaf_diffusion.jsonl"
