@@ -23,10 +23,10 @@ help:
 report: setup data
 	MMSHEAF_WORKERS=$(WORKERS) $(PY) -m mmsheaf report --profile $(PROFILE) $(if $(FORCE),--force) $(NOTEBOOKS)
 
-test: setup data
+test: setup postgres data
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $(PYTEST_ARGS)
 
-setup: venv latex postgres
+setup: venv latex
 
 venv: $(VENV)/.installed
 

@@ -126,7 +126,7 @@ pd.DataFrame({(t, name): m for t, refs in references.items() for name, m in refs
 # MAP@R, every trial a cached training run with the search's shorter epoch budget.
 
 # %%
-tuning = plan.tune_all(cache, log=print)  # a second worker (MMSHEAF_RUN_ORDER=reverse) starts from the end
+tuning = plan.tune_all(cache, log=print)  # each search on every worker (make report WORKERS=2)
 tuned = tuning.best  # by (task, loss), task by task
 hparams, tex = tables.hparams_table(tuned)
 rep.table(hparams, "metric_hparams", tex=tex)

@@ -72,6 +72,12 @@ def study_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     optuna.logging.set_verbosity(verbosity)
 
 
+# Tests choose their executors themselves: an exported MMSHEAF_WORKERS / MMSHEAF_SCHEDULER would start a
+# cluster under every default run loop of the suite.
+for _name in ("MMSHEAF_WORKERS", "MMSHEAF_SCHEDULER"):
+    os.environ.pop(_name, None)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL server for the session (:func:`mmsheaf.runs.postgres.local_postgres`: Debian's

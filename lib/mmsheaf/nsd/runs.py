@@ -171,7 +171,7 @@ def _row(spec: ExperimentSpec, result: Mapping[str, Any]) -> dict[str, Any]:
 WORKER_GRAPHS = 3
 """Graphs a Dask worker process keeps between runs (least recently used dropped first)."""
 
-_worker_graphs: OrderedDict[tuple[str, str, str], Data] = OrderedDict()
+_worker_graphs: OrderedDict[tuple[str, str], Data] = OrderedDict()
 
 
 class _Graphs:
@@ -188,13 +188,17 @@ class _Graphs:
         self.remote = False
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"loader": self.loader, "loaded": {}, "last_use": {}, "remote": True}
+        import hashlib
+
+        import cloudpickle
+
+        ident = hashlib.sha256(
+            cloudpickle.dumps(self.loader)
+        ).hexdigest()  # loaders with other settings differ
+        return {"loader": self.loader, "loaded": {}, "last_use": {}, "remote": True, "ident": ident}
 
     def _remote_graph(self, name: str) -> Data:
-        kind = (
-            getattr(self.loader, "__qualname__", None) or type(self.loader).__qualname__
-        )  # a function or a class
-        key = (getattr(self.loader, "__module__", ""), kind, name)
+        key = (self.ident, name)
         if key in _worker_graphs:
             _worker_graphs.move_to_end(key)
         else:

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import traceback
 import warnings
@@ -238,20 +239,27 @@ def run_cached(
         for i, key in enumerate(keys):
             if key in todo and key not in first:
                 first[key] = i
-        jobs = list(first.values())
-        try:
-            for j, outcome in executor.imap(run, [specs[i] for i in jobs]):
-                i = jobs[j]
-                spec, key = specs[i], keys[i]
-                if isinstance(outcome, Failure):
-                    cache.put_failure(spec, outcome.error, key)
-                    failed[key] = (label(spec), key, f"{type(outcome.error).__name__}: {outcome.error}")
-                else:
-                    hits[key] = cache.put(spec, outcome, key)  # the client alone writes the cache
-                    cache.failure_path(key).unlink(missing_ok=True)
-                    ran_at[key] = i
-                bar.set_postfix_str(label(spec))
+        jobs = [
+            i for i in first.values() if cache.get(specs[i], keys[i]) is None
+        ]  # another notebook may have run it
+        for i in first.values():
+            if i not in jobs:
+                hits[keys[i]] = cache.get(specs[i], keys[i])
                 bar.update(1)
+        try:
+            with contextlib.closing(executor.imap(run, [specs[i] for i in jobs])) as outcomes:
+                for j, outcome in outcomes:
+                    i = jobs[j]
+                    spec, key = specs[i], keys[i]
+                    if isinstance(outcome, Failure):
+                        cache.put_failure(spec, outcome.error, key)
+                        failed[key] = (label(spec), key, f"{type(outcome.error).__name__}: {outcome.error}")
+                    else:
+                        hits[key] = cache.put(spec, outcome, key)  # the client alone writes the cache
+                        cache.failure_path(key).unlink(missing_ok=True)
+                        ran_at[key] = i
+                    bar.set_postfix_str(label(spec))
+                    bar.update(1)
         finally:
             bar.close()
         if failed:

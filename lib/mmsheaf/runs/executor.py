@@ -132,14 +132,27 @@ class DaskExecutor:
     def run_everywhere(self, fn: Callable[..., Any], *args: Any, poll: Callable[[], None] | None = None,
                        **kwargs: Any) -> list[Any]:  # fmt: skip
         """``fn(*args, **kwargs)`` once on every worker at once (e.g. an Optuna worker loop on a shared study);
-        waits for all, calling ``poll()`` every second; raises the first worker's error once all have stopped."""
+        waits for all, calling ``poll()`` every second (its errors ignored); raises the first worker's error once
+        all have stopped. Interrupted (Ctrl-C, an error here), it restarts the workers: Dask cannot cancel a running
+        task, and a search left running would hold the workers and go on writing trials."""
         import time
 
-        futures = [self.client.submit(fn, *args, pure=False, **kwargs) for _ in range(self.workers)]
-        while not all(f.done() for f in futures):
-            time.sleep(1.0)
-            if poll is not None:
-                poll()
+        addresses = list(self.client.scheduler_info().get("workers", {}))[: self.workers]
+        futures = [
+            self.client.submit(fn, *args, pure=False, workers=[a], allow_other_workers=False, **kwargs)
+            for a in addresses
+        ]  # fmt: skip  (one loop per worker, never two on one)
+        try:
+            while not all(f.done() for f in futures):
+                time.sleep(1.0)
+                if poll is not None:
+                    try:
+                        poll()
+                    except Exception:  # noqa: BLE001, S110 - progress only
+                        pass
+        except BaseException:
+            self.client.restart()
+            raise
         return [f.result() for f in futures]
 
     def close(self) -> None:

@@ -29,10 +29,8 @@ missing ones. Each trial counts, whatever its outcome (complete, pruned, or fail
 :func:`run_study` reruns that slot (a dead worker's trial with its own parameters, by Optuna's
 ``RetryHeartbeatStaleTrialCallback``).
 
-**Reproducibility.** The sampler of the trial in slot ``k`` is seeded with ``seed + k``. A single worker
-therefore gives the same trials on every run, and a study resumed with a larger budget gives the same
-trials as one run with that budget from the start; parallel workers draw different random numbers
-(interleaving between processes is not reproducible, only the budget is).
+**Reproducibility.** The sampler of slot ``k`` is seeded with ``seed + k``: one worker gives the same trials on
+every run, also when resumed with a larger budget; parallel workers keep the budget, not the interleaving.
 """
 
 from __future__ import annotations
@@ -294,11 +292,9 @@ def run_study(
         progress: Show a tqdm bar of the study's finished trials (all workers').
         catch: Exception types that mark the trial as failed and go on with the next one; other exceptions
             mark it as failed and propagate. Failed trials use their slot (interrupted ones excepted).
-        executor: Where the trials run (:mod:`mmsheaf.runs.executor`; default the process's shared one). On a
-            Dask cluster every worker process runs this loop on the shared study (the budget stays exact), and
-            this call waits for them; the storage must reach every worker (the default journal file: the
-            machine's own workers; a database URL: any machine), and so must the run cache the objective
-            writes to (a remote worker's runs stay in its machine's cache).
+        executor: Where the trials run (default the process's shared one). On a Dask cluster every worker runs
+            this loop on the shared study (exact budget) and this call waits; a remote scheduler needs a
+            database server every worker reaches (a journal file reaches this machine's workers only).
 
     Returns:
         The study, freshly loaded. Trials of other workers may still be running when this worker returns:
@@ -363,6 +359,10 @@ def _run_study_on_workers(objective: Callable[[dict[str, Any], optuna.Trial], fl
     """:func:`run_study` in every worker of ``executor`` at once (each the in-process loop on the shared study)."""
     from tqdm import tqdm
 
+    url = cfg.storage or ""
+    if ":memory:" in url or (executor.cluster is None and not url.startswith(("postgresql", "mysql"))):
+        raise ValueError(f"study {cfg.name!r}: storage {url or 'journal'!r} does not reach a remote scheduler's "
+                         "workers: give a database server (storage='postgresql+psycopg2://...').")  # fmt: skip
     storage = open_storage(cfg)
     with tqdm(total=cfg.n_trials, desc=f"hpo {cfg.name} ({executor.workers} workers)", unit="trial",
               disable=not progress) as bar:  # fmt: skip
@@ -374,12 +374,14 @@ def _run_study_on_workers(objective: Callable[[dict[str, Any], optuna.Trial], fl
 
         executor.run_everywhere(run_study, objective, space, cfg, progress=False, catch=catch,
                                 executor=InProcess(executor.threads), poll=poll)  # fmt: skip
-    return _load(cfg, storage, cfg.seed)
+    if len(counted_trials(study := _load(cfg, storage, cfg.seed))) < cfg.n_trials:
+        raise RuntimeError(
+            f"study {cfg.name!r}: the workers returned, short of {cfg.n_trials} trials: do they share it?"
+        )
+    return study
 
 
-# --------------------------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------- Results
 
 
 def run_study_and_wait(

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -43,7 +45,8 @@ def postgres_bin() -> Path | None:
     found = [shutil.which(t) for t in _TOOLS]
     if all(found):
         return Path(found[0]).resolve().parent  # type: ignore[arg-type]
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name, reverse=True)
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True,
+                      key=lambda p: tuple(int(x) for x in p.parent.name.split(".") if x.isdigit()))  # fmt: skip
     return next((p for p in versions if all((p / t).is_file() for t in _TOOLS)), None)
 
 
@@ -106,8 +109,9 @@ def local_postgres(database: str = "mmsheaf", user: str = "mmsheaf", os_user: st
     """Start a throwaway PostgreSQL server and yield its SQLAlchemy URL
     (``postgresql+psycopg2://<user>@127.0.0.1:<port>/<database>``); stop it and delete its folder on exit.
 
-    The cluster lives in a new temporary folder (``initdb`` with trust authentication for connections from
-    127.0.0.1 only), runs as ``os_user`` (``nobody`` when this process is root: PostgreSQL will not run as root;
+    The cluster lives in a new temporary folder (mode 0700; ``initdb`` with a random password, scram-sha-256 over
+    TCP on 127.0.0.1 and peer authentication on its private socket, so no other local user gets in), runs as
+    ``os_user`` (``nobody`` when this process is root: PostgreSQL will not run as root;
     this process's user otherwise) and listens on ``port`` (a free one by default) of 127.0.0.1.
 
     Args:
@@ -120,35 +124,35 @@ def local_postgres(database: str = "mmsheaf", user: str = "mmsheaf", os_user: st
     bindir = ensure_postgres(log)
     prefix = _as_user(os_user)
     port = port or _free_port()
-    folder = Path(tempfile.mkdtemp(prefix="mmsheaf-pg-"))
-    data, sock = folder / "data", folder / "sock"
-    sock.mkdir()
-    if prefix:
-        os.chmod(folder, 0o755)
-        shutil.chown(folder, user=os_user or "nobody")
-        shutil.chown(sock, user=os_user or "nobody")
+    password = secrets.token_urlsafe(24)  # scram for TCP, peer for the socket: no other local user gets in
+    folder = Path(tempfile.mkdtemp(prefix="mmsheaf-pg-"))  # 0700
+    data, sock, log_file = folder / "data", folder / "sock", folder / "server.log"
+    env = dict(os.environ, PGPASSWORD=password)
 
     def run(*cmd: str) -> None:
         argv = [str(bindir / cmd[0]), *cmd[1:]]
-        full = prefix + ([" ".join(argv)] if prefix and prefix[0] == "su" else argv)
-        proc = subprocess.run(full, capture_output=True, text=True, cwd=folder, check=False)
+        full = prefix + ([shlex.join(argv)] if prefix and prefix[0] == "su" else argv)
+        proc = subprocess.run(full, capture_output=True, text=True, cwd=folder, env=env, check=False)
         if proc.returncode != 0:
-            raise PostgresUnavailable(
-                f"`{' '.join(argv)}` failed:\n{proc.stdout[-1000:]}{proc.stderr[-1500:]}"
-            )
+            server = log_file.read_text(errors="replace")[-1500:] if log_file.is_file() else ""
+            raise PostgresUnavailable(f"`{' '.join(argv)}` failed:\n{proc.stdout[-1000:]}{proc.stderr[-1500:]}"
+                                      + (f"\nserver log:\n{server}" if server else ""))  # fmt: skip
 
-    started = False
     try:
-        run("initdb", "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8", "--no-sync")
+        sock.mkdir(mode=0o700)
+        (folder / "pw").write_text(password + "\n", encoding="utf-8")
+        if prefix:
+            for path in (folder, sock, folder / "pw"):
+                shutil.chown(path, user=os_user or "nobody")
+        run("initdb", "-D", str(data), "-U", user, "--auth-host=scram-sha-256", "--auth-local=peer",
+            f"--pwfile={folder / 'pw'}", "-E", "UTF8", "--no-sync")  # fmt: skip
+        (folder / "pw").unlink()
         opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-        run(
-            "pg_ctl", "-D", str(data), "-o", opts, "-l", str(folder / "server.log"), "-w", "-t", "60", "start"
-        )
-        started = True
+        run("pg_ctl", "-D", str(data), "-o", opts, "-l", str(log_file), "-w", "-t", "60", "start")
         run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", user, database)
-        yield f"postgresql+psycopg2://{user}@127.0.0.1:{port}/{database}"
+        yield f"postgresql+psycopg2://{user}:{password}@127.0.0.1:{port}/{database}"
     finally:
-        if started:
+        if (data / "postmaster.pid").exists():  # started, even if pg_ctl timed out waiting for it
             with contextlib.suppress(PostgresUnavailable):
                 run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
