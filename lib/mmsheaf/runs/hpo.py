@@ -375,7 +375,7 @@ def _run_study_on_workers(objective: Callable[[dict[str, Any], optuna.Trial], fl
         executor.run_everywhere(run_study, objective, space, cfg, progress=False, catch=catch,
                                 executor=InProcess(executor.threads), poll=poll)  # fmt: skip
     if len(counted_trials(study := _load(cfg, storage, cfg.seed))) < cfg.n_trials:
-        raise RuntimeError(f"study {cfg.name!r}: workers done, short of {cfg.n_trials} trials: shared storage?")
+        raise RuntimeError(f"study {cfg.name!r}: the workers stopped short of {cfg.n_trials} trials")
     return study
 
 
