@@ -27,12 +27,10 @@ import pandas as pd
 import torch
 from numpy.typing import ArrayLike
 from pytorch_metric_learning.distances import BaseDistance
-from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
-from pytorch_metric_learning.utils.inference import CustomKNN
 from sklearn.neighbors import NeighborhoodComponentsAnalysis
 from torch import Tensor
 
-from mmsheaf.evaluation.embeddings import _PML_NAMES, RETRIEVAL_METRICS, _as_inputs
+from mmsheaf.evaluation.embeddings import _as_inputs, retrieval_metrics
 from mmsheaf.losses.distances import class_pooled_precision, paired_distance, pairwise_distance
 
 __all__ = [
@@ -189,18 +187,14 @@ def distance_retrieval_metrics(
     distance: BaseDistance,
     chunk_size: int = 1024,
 ) -> dict[str, float]:
-    r"""MAP@R, R-Precision and P@1 of retrieval within one set, neighbours ranked by ``distance``.
-
-    The semantics of :func:`~mmsheaf.evaluation.embeddings.retrieval_metrics` (which is the cosine case):
-    each row is a query against all *other* rows; with :math:`R` the number of other rows sharing its label
+    r"""MAP@R, R-Precision and P@1 of retrieval within one set, neighbours ranked by ``distance``:
+    :func:`~mmsheaf.evaluation.embeddings.retrieval_metrics` with that distance. Each row is a query against all *other* rows; with :math:`R` the number of other rows sharing its label
     and :math:`\text{rel}(i) = 1` when the :math:`i`-th nearest neighbour shares it,
     :math:`\text{R-Precision} = \frac{1}{R}\sum_{i \le R} \text{rel}(i)`,
     :math:`\text{MAP@R} = \frac{1}{R}\sum_{i \le R} P(i)\,\text{rel}(i)` with
     :math:`P(i) = \frac{1}{i}\sum_{j \le i}\text{rel}(j)`, and P@1 :math:`= \text{rel}(1)`, averaged over the
-    queries. Rows whose label occurs once are no queries but still neighbours. pytorch-metric-learning's
-    ``AccuracyCalculator`` (``k="max_bin_count"``, ``CustomKNN(distance)``) on ``chunk_size`` queries at a
-    time, each chunk put first in the reference set with ``ref_includes_query=True`` so that a query is not
-    its own neighbour. Order among exactly tied distances is ``torch.topk``'s.
+    queries. Rows whose label occurs once are no queries but still neighbours. Order among exactly tied
+    distances is ``torch.topk``'s.
 
     Args:
         embeddings: the embeddings.
@@ -216,34 +210,7 @@ def distance_retrieval_metrics(
 
     **Shapes:** ``embeddings`` :math:`(N, D)`, ``labels`` :math:`(N,)`.
     """
-    x, y = _as_inputs(embeddings, labels)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    _, y, counts = torch.unique(y, return_inverse=True, return_counts=True)
-    queries = torch.nonzero(counts[y] > 1).squeeze(1)
-    if queries.numel() == 0:
-        raise ValueError(
-            f"No valid query among {len(y)} rows: every label occurs once; retrieval metrics need at least "
-            "two rows sharing a label"
-        )
-    calculator = AccuracyCalculator(
-        include=tuple(_PML_NAMES.values()), k="max_bin_count", knn_func=CustomKNN(distance), device=x.device
-    )
-    totals = dict.fromkeys(RETRIEVAL_METRICS, 0.0)
-    for start in range(0, queries.numel(), chunk_size):
-        chunk = queries[start : start + chunk_size]
-        rest = torch.ones(len(y), dtype=torch.bool, device=y.device)
-        rest[chunk] = False
-        order = torch.cat([chunk, torch.nonzero(rest).squeeze(1)])  # the chunk first, then every other row
-        ref, ref_y = x[order], y[order]
-        scores = calculator.get_accuracy(
-            ref[: len(chunk)], ref_y[: len(chunk)], ref, ref_y, ref_includes_query=True
-        )
-        for key, pml_key in _PML_NAMES.items():
-            totals[key] += float(scores[pml_key]) * len(chunk)
-    result: dict[str, float] = {key: total / queries.numel() for key, total in totals.items()}
-    result["n_queries"] = int(queries.numel())
-    return result
+    return retrieval_metrics(embeddings, labels, chunk_size, distance=distance)
 
 
 def retrieval_by_distance(

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from numpy.typing import ArrayLike
-from pytorch_metric_learning.distances import CosineSimilarity
+from pytorch_metric_learning.distances import BaseDistance, CosineSimilarity
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN
 from sklearn.cluster import KMeans
@@ -84,9 +84,11 @@ def retrieval_metrics(
     labels: Tensor | ArrayLike,
     chunk_size: int = 1024,
     query_mask: Tensor | ArrayLike | None = None,
+    distance: BaseDistance | None = None,
 ) -> dict[str, float]:
-    r"""MAP@R, R-Precision and P@1 of cosine retrieval within one set (`A Metric Learning Reality Check
-    <https://arxiv.org/abs/2003.08505>`_).
+    r"""MAP@R, R-Precision and P@1 of retrieval within one set (`A Metric Learning Reality Check
+    <https://arxiv.org/abs/2003.08505>`_), neighbours ranked by cosine similarity unless ``distance`` says
+    otherwise.
 
     Each row is a query against all *other* rows. With :math:`R` the number of other rows with the query's
     label and :math:`\text{rel}(i) = 1` when the :math:`i`-th nearest neighbour has that label,
@@ -99,8 +101,8 @@ def retrieval_metrics(
     and P@1 is :math:`\text{rel}(1)`; each is averaged over the queries. Rows whose label occurs once
     (:math:`R = 0`) are no queries but still serve as neighbours of the others.
 
-    Computed by pytorch-metric-learning's ``AccuracyCalculator`` (``k="max_bin_count"``, cosine
-    ``CustomKNN``), on ``chunk_size`` queries at a time so that memory stays
+    Computed by pytorch-metric-learning's ``AccuracyCalculator`` (``k="max_bin_count"``,
+    ``CustomKNN(distance)``), on ``chunk_size`` queries at a time so that memory stays
     :math:`O(\text{chunk} \cdot (N + R_{\max}))`: a whole 12k-row set at once would hold several
     :math:`N \times R_{\max}` int64/float64 matrices. Order among exactly tied similarities is torch's.
 
@@ -110,13 +112,15 @@ def retrieval_metrics(
         chunk_size: queries per ``AccuracyCalculator`` call.
         query_mask: :math:`(N,)` bool: only these rows are queries (e.g. the rows whose text is missing);
             every row still serves as a neighbour. ``None``: every row.
+        distance: the pytorch-metric-learning distance that ranks the neighbours (e.g.
+            :func:`~mmsheaf.evaluation.distance_retrieval.fit_distance`); ``None``: ``CosineSimilarity()``.
 
     Returns:
         ``{"map_at_r", "r_precision", "p_at_1"}`` as fractions in :math:`[0, 1]`, and ``"n_queries"``
         (an int: rows whose label occurs at least twice).
 
     Raises:
-        ValueError: no label occurs twice (no valid query), or malformed input.
+        ValueError: no label occurs twice (no valid query), a non-positive ``chunk_size``, or malformed input.
 
     **Shapes:** input ``embeddings`` :math:`(N, D)`, ``labels`` :math:`(N,)`.
     """
@@ -140,7 +144,7 @@ def retrieval_metrics(
     calculator = AccuracyCalculator(
         include=tuple(_PML_NAMES.values()),
         k="max_bin_count",
-        knn_func=CustomKNN(CosineSimilarity()),
+        knn_func=CustomKNN(CosineSimilarity() if distance is None else distance),
         device=x.device,
     )
     totals = dict.fromkeys(RETRIEVAL_METRICS, 0.0)

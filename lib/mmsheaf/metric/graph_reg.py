@@ -53,17 +53,15 @@ from mmsheaf.atomic import atomic_path
 from mmsheaf.encoders.fusion import MultimodalEncoder
 from mmsheaf.encoders.inputs import ModalityInputs
 from mmsheaf.evaluation.distance_retrieval import retrieval_by_distance
-from mmsheaf.evaluation.embeddings import retrieval_metrics
 from mmsheaf.losses import MetricLoss, build_loss, resolve_loss
 from mmsheaf.losses.distances import PAIRED_DISTANCES, PROBABILITY_DISTANCES, LearnedMahalanobis
 from mmsheaf.losses.graph_reg import GraphRegulariser
 from mmsheaf.metric import protocol as metric
-from mmsheaf.metric.train import MetricTrainConfig, MetricTrainResult, batch_plan, check_inputs
+from mmsheaf.metric.train import MetricTrainConfig, MetricTrainResult, train_metric_encoder
 from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
-from mmsheaf.runs.checks import check_usable_run
 
-__all__ = ["RETRIEVAL_FIT_ROWS", "SCHEMA", "T2_TUNED", "VARIANTS", "GraphPenalty", "ReviewGraph", "ReviewRegConfig",
-           "ReviewRunCache", "ReviewRunSpec", "choose_alpha", "inference_ms", "notebook03_settings",
+__all__ = ["RETRIEVAL_FIT_ROWS", "SCHEMA", "T2_TUNED", "VARIANTS", "GraphObjective", "GraphPenalty", "ReviewGraph",
+           "ReviewRegConfig", "ReviewRunCache", "ReviewRunSpec", "choose_alpha", "inference_ms", "notebook03_settings",
            "regularised_loss", "review_cache", "review_embeddings", "run_review_specs",
            "train_graph_regularised"]  # fmt: skip
 
@@ -287,79 +285,45 @@ def regularised_loss(encoder: MultimodalEncoder, loss: MetricLoss, penalty: Grap
     return value + cfg.alpha * pen, value, pen
 
 
+class GraphObjective(nn.Module):
+    r"""The step objective (:func:`~mmsheaf.metric.train.train_metric_encoder`'s ``objective``) of the
+    ``"graph-reg"`` variant: :func:`regularised_loss`, its parts ``loss`` (the metric loss) and ``penalty``
+    logged. Holds the penalty (its learned Mahalanobis matrix is trained with the encoder), the training graph
+    and the neighbour sampler's generator.
+
+    **Shapes:** ``rows``, ``targets`` :math:`(B,)`; outputs scalars.
+    """
+
+    def __init__(self, penalty: GraphPenalty, graph: ReviewGraph, reg: ReviewRegConfig,
+                 sampler: torch.Generator) -> None:  # fmt: skip
+        super().__init__()
+        self.penalty, self.graph, self.reg, self.sampler = penalty, graph, reg, sampler
+
+    def forward(self, encoder: MultimodalEncoder, loss: MetricLoss, inputs: ModalityInputs, rows: Tensor,
+                targets: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+        total, value, pen = regularised_loss(encoder, loss, self.penalty, inputs, rows, targets, self.graph,
+                                             self.reg, generator, self.sampler)  # fmt: skip
+        return total, {"loss": value, "penalty": pen}
+
+
 def train_graph_regularised(encoder: MultimodalEncoder, loss: MetricLoss, inputs: ModalityInputs,
                             labels: Tensor, train_idx: Tensor, val_idx: Tensor, graph: ReviewGraph,
                             reg: ReviewRegConfig, cfg: MetricTrainConfig | None = None, *,
                             name: str | None = None) -> MetricTrainResult:  # fmt: skip
-    r""":func:`~mmsheaf.metric.train.train_metric_encoder` with the graph penalty (same batches, Adam groups,
-    gradient clipping, validation MAP@R, early stopping and best state; identical at ``alpha = 0``).
-
-    Written here because notebook 03's loop computes ``loss(encoder(inputs, rows), labels)`` on the batch rows
-    only, with no hook for an extra term, and the penalty needs the neighbours' embeddings in the same graph.
-    History records add ``penalty`` (mean over the epoch's steps).
+    r""":func:`~mmsheaf.metric.train.train_metric_encoder` with the graph penalty as its step objective
+    (:class:`GraphObjective`): the same batches, Adam groups, gradient clipping, validation MAP@R, early
+    stopping and best state, identical to notebook 03's training at ``alpha = 0``. History records add
+    ``penalty`` (mean over the epoch's steps).
 
     **Shapes:** ``labels`` :math:`(N,)`; ``train_idx``, ``val_idx`` :math:`(N_{train},)`, :math:`(N_{val},)`.
     """
     cfg = cfg if cfg is not None else MetricTrainConfig()
-    if train_idx.numel() < 2 or val_idx.numel() < 2:
-        raise ValueError("need at least two training and two validation rows.")
-    check_inputs(inputs)
-    run = f"{name or loss.spec.name} (seed {cfg.seed}, lr {cfg.lr:g}, alpha {reg.alpha:g})"
-    torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
-    sampler = torch.Generator().manual_seed(cfg.seed + _NEIGHBOUR_STREAM)
-    train_labels = torch.unique(labels[train_idx], return_inverse=True)[1]
-    penalty = GraphPenalty(reg, encoder.cfg.embedding_dim)
-    trained = [p for p in encoder.parameters() if p.requires_grad]
-    params = [{"params": trained, "weight_decay": cfg.weight_decay}]
-    if head := [p for p in loss.parameters() if p.requires_grad]:
-        params.append({"params": head, "lr": cfg.head_lr or cfg.lr, "weight_decay": 0.0})
-    if extra := list(penalty.parameters()):  # the learned Mahalanobis matrix
-        params.append({"params": extra, "weight_decay": 0.0})
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    best = (-math.inf, 0, copy.deepcopy(encoder.state_dict()), {})
-    history: list[dict[str, float]] = []
-    stop = ""
-    t0 = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        encoder.train()
-        loss.train()
-        penalty.train()
-        total, pen_total, steps = 0.0, 0.0, 0
-        for batch in batch_plan(train_labels, cfg, g, by_class=True):
-            value, metric_value, pen = regularised_loss(
-                encoder, loss, penalty, inputs, train_idx[batch], train_labels[batch], graph, reg, g, sampler
-            )
-            if not torch.isfinite(value):
-                stop = f"the loss was not finite at epoch {epoch}, step {steps + 1}"
-                break
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_([p for grp in params for p in grp["params"]], cfg.grad_clip)
-            opt.step()
-            total, pen_total = total + float(metric_value.detach()), pen_total + float(pen.detach())
-            steps += 1
-        if stop:
-            break
-        emb = encoder.encode(inputs, val_idx)
-        if not bool(torch.isfinite(emb).all()):
-            stop = f"the validation embeddings were not finite after epoch {epoch}"
-            break
-        val = retrieval_metrics(emb, labels[val_idx])
-        history.append({"epoch": float(epoch), "loss": total / max(steps, 1),
-                        "penalty": pen_total / max(steps, 1), "val_map_at_r": val["map_at_r"],
-                        "seconds": time.perf_counter() - t0})  # fmt: skip
-        if val["map_at_r"] > best[0]:
-            best = (val["map_at_r"], epoch, copy.deepcopy(encoder.state_dict()), val)
-        elif cfg.patience and epoch - best[1] >= cfg.patience:
-            break
-    check_usable_run(run, best[1], stop, never_finite="the validation MAP@R was never finite",
-                     fix="Check the inputs, and lower lr, head_lr, alpha or the loss's scale.")  # fmt: skip
-    encoder.load_state_dict(best[2])
-    encoder.eval()
-    return MetricTrainResult(best_epoch=best[1], epochs_run=len(history), seconds=time.perf_counter() - t0,
-                             val={k: float(v) for k, v in best[3].items()}, history=history)  # fmt: skip
+    torch.manual_seed(cfg.seed)  # the learned Mahalanobis matrix's initialisation is seeded
+    objective = GraphObjective(GraphPenalty(reg, encoder.cfg.embedding_dim), graph, reg,
+                               torch.Generator().manual_seed(cfg.seed + _NEIGHBOUR_STREAM))  # fmt: skip
+    return train_metric_encoder(encoder, loss, inputs, labels, train_idx, val_idx, cfg,
+                                name=f"{name or loss.spec.name} (alpha {reg.alpha:g})",
+                                objective=objective)  # fmt: skip
 
 
 @torch.no_grad()

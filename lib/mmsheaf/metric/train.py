@@ -28,13 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..encoders.fusion import MultimodalEncoder
 from ..encoders.inputs import ModalityInputs
+from ..evaluation.embeddings import retrieval_metrics
 from ..losses import MetricLoss
 from ..runs.checks import NonFiniteTrainingError, check_usable_run, require_finite
-from ..evaluation.embeddings import retrieval_metrics
 
 __all__ = ["MetricTrainConfig", "MetricTrainResult", "NonFiniteTrainingError", "batch_plan", "check_inputs",
            "train_metric_encoder"]
@@ -178,6 +178,7 @@ def train_metric_encoder(
     progress: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     name: str | None = None,
+    objective: nn.Module | None = None,
 ) -> MetricTrainResult:
     r"""Train ``encoder`` (and ``loss``'s parameters) on ``train_idx``; keep the state of the best epoch.
 
@@ -195,6 +196,11 @@ def train_metric_encoder(
         progress: Show a tqdm bar over epochs.
         on_epoch: Called with each epoch's history record (e.g. Optuna pruning).
         name: How error messages name the run (default: the loss's name).
+        objective: Replaces a one-view step's ``loss(encoder(inputs, rows), targets)`` (e.g. to add a graph
+            penalty on more rows than the batch): called as ``objective(encoder, loss, inputs, rows, targets,
+            generator)``, it returns ``(total, parts)``, ``total`` the scalar minimised and ``parts`` named
+            scalars whose epoch means go into the history (``"loss"`` among them); its own parameters join
+            Adam without weight decay. It must not hold ``encoder`` or ``loss`` as submodules.
 
     Returns:
         :class:`MetricTrainResult`. A non-finite loss or non-finite validation embeddings stop training; the best
@@ -210,15 +216,20 @@ def train_metric_encoder(
     if train_idx.numel() < 2 or val_idx.numel() < 2:
         raise ValueError("need at least two training and two validation rows.")
     check_inputs(inputs)
+    views = loss.spec.views
+    if objective is not None and views != 1:
+        raise ValueError(f"an objective replaces the step of a one-view loss; {loss.spec.name!r} compares "
+                         f"{views} views: train it without one.")  # fmt: skip
     run = f"{name or loss.spec.name} (seed {cfg.seed}, lr {cfg.lr:g})"
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    views = loss.spec.views
     train_labels = torch.unique(labels[train_idx], return_inverse=True)[1]
     params = [{"params": [p for p in encoder.parameters() if p.requires_grad], "weight_decay": cfg.weight_decay}]
     head = [p for p in loss.parameters() if p.requires_grad]
     if head:
         params.append({"params": head, "lr": cfg.head_lr or cfg.lr, "weight_decay": 0.0})
+    if objective is not None and (extra := [p for p in objective.parameters() if p.requires_grad]):
+        params.append({"params": extra, "weight_decay": 0.0})
     opt = torch.optim.Adam(params, lr=cfg.lr)
 
     best = (-math.inf, 0, copy.deepcopy(encoder.state_dict()), {})
@@ -229,7 +240,9 @@ def train_metric_encoder(
     for epoch in bar:
         encoder.train()
         loss.train()
-        total, steps = 0.0, 0
+        if objective is not None:
+            objective.train()
+        sums, steps = {"loss": 0.0}, 0
         for batch in batch_plan(train_labels, cfg, g, by_class=views == 1):
             rows = train_idx[batch]
             if views == 2:
@@ -241,8 +254,12 @@ def train_metric_encoder(
                 ])  # fmt: skip
                 ids = torch.arange(rows.numel())
                 value = loss(z, torch.cat([ids, ids]))
-            else:
+                parts = {"loss": value}
+            elif objective is None:
                 value = loss(encoder(inputs, rows, generator=g), train_labels[batch])
+                parts = {"loss": value}
+            else:
+                value, parts = objective(encoder, loss, inputs, rows, train_labels[batch], g)
             if not torch.isfinite(value):
                 stop = f"the {loss.spec.name} loss was not finite at epoch {epoch}, step {steps + 1}"
                 break
@@ -251,7 +268,8 @@ def train_metric_encoder(
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_([p for grp in params for p in grp["params"]], cfg.grad_clip)
             opt.step()
-            total += float(value.detach())
+            for key, part in parts.items():
+                sums[key] = sums.get(key, 0.0) + float(part.detach())
             steps += 1
         if stop:
             break
@@ -260,8 +278,8 @@ def train_metric_encoder(
             stop = f"the validation embeddings were not finite after epoch {epoch}"
             break
         val = retrieval_metrics(emb, labels[val_idx])
-        record = {"epoch": float(epoch), "loss": total / max(steps, 1), "val_map_at_r": val["map_at_r"],
-                  "seconds": time.perf_counter() - t0}  # fmt: skip
+        record = {"epoch": float(epoch), **{key: part / max(steps, 1) for key, part in sums.items()},
+                  "val_map_at_r": val["map_at_r"], "seconds": time.perf_counter() - t0}  # fmt: skip
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}", val_map=f"{val['map_at_r']:.4f}")
         if on_epoch is not None:
@@ -272,7 +290,8 @@ def train_metric_encoder(
             break
     bar.close()
     check_usable_run(run, best[1], stop, never_finite="the validation MAP@R was never finite",
-                     fix="Check the inputs for NaN or infinite values, and lower lr, head_lr or the loss's scale.")
+                     fix="Check the inputs for NaN or infinite values, and lower lr, head_lr or the loss's scale "
+                         "(or the objective's weight).")
     encoder.load_state_dict(best[2])
     encoder.eval()
     return MetricTrainResult(best_epoch=best[1], epochs_run=len(history), seconds=time.perf_counter() - t0,

@@ -108,7 +108,7 @@ class DaskExecutor:
             if workers is None or workers < 1:
                 raise ValueError(f"workers must be >= 1, got {workers}.")
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs=40)  # fmt: skip
+                                        dashboard_address=":0", silence_logs=40)  # fmt: skip  (any free port)
             self.client = Client(self.cluster)
         else:
             self.client = Client(address)
