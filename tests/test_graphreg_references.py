@@ -20,6 +20,7 @@ from mmsheaf.graphreg.references import (
     reference_rows,
 )
 from mmsheaf.nsd.protocol import NsdProtocol
+from mmsheaf.nsd.tuning import choices_of
 from mmsheaf.nsd.registry import build_node_model, node_model_config, resolve_node_model
 from mmsheaf.report.notebooks import discover
 from mmsheaf.runs.ledger import ledger_path
@@ -111,7 +112,9 @@ def notebook01_protocol() -> NsdProtocol:
         candidate = protocol.dataset(r.dataset).candidates[r.candidate]
         assert candidate.changes == r.changes
         datasets[r.dataset] = protocol.dataset(r.dataset).with_candidate(candidate)
-    return dataclasses.replace(protocol, datasets=datasets)
+    protocol = dataclasses.replace(protocol, datasets=datasets)
+    configs = TABLE.parent / "nsd_baseline_configs.csv"  # the tuned baselines (issue 19), once notebook 01 has them
+    return protocol.with_baselines(choices_of(pd.read_csv(configs))) if configs.is_file() else protocol
 
 
 @needs_outputs

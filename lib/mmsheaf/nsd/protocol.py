@@ -24,6 +24,12 @@ for the model. The other methods turn that into :class:`~mmsheaf.nsd.runs.Experi
 depend on the merged settings only, not on how the parameters were written); :mod:`~mmsheaf.nsd.tables`
 turns the results into tables and :mod:`~mmsheaf.nsd.numbers` into the numbers the paper quotes.
 
+**Baselines tuned per dataset** (:mod:`~mmsheaf.nsd.tuning`): :meth:`NsdProtocol.with_baselines` gives a
+baseline on a dataset its own settings (a :class:`BaselineChoice`: published by its authors for these splits,
+or found by a search), which then replace ``CONFIGS[ds][model]`` and ``TRAIN`` for that row:
+``MODEL_DEFAULTS[model]`` < the choice's hyperparameters, ``TRAIN`` < the choice's training settings.
+:meth:`NsdProtocol.untuned` drops them again (the rows of the labelled ablation).
+
 Where the NSD authors publish no configuration for a dataset, ``CONFIGS[ds]["candidates"]`` lists partial
 configurations (``{"sheaf": {...}, "train": {...}}``, a :class:`Candidate` each, merged over the dataset's
 own entry) and the table uses the one with the best mean **validation** accuracy of one sheaf model over a
@@ -49,7 +55,7 @@ from .registry import build_node_model, node_model_names, resolve_node_model
 from .runs import ExperimentSpec
 from .train import TrainConfig, train_node_classifier
 
-__all__ = ["CONFIG_KEYS", "Candidate", "DatasetConfig", "NsdProtocol", "energy_profiles"]
+__all__ = ["CONFIG_KEYS", "BaselineChoice", "Candidate", "DatasetConfig", "NsdProtocol", "energy_profiles"]
 
 CONFIG_KEYS: frozenset[str] = frozenset({"train", "sheaf", "source", "candidates"})
 """Keys of a ``CONFIGS[dataset]`` entry besides model names."""
@@ -169,6 +175,26 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
+class BaselineChoice:
+    """The settings of one baseline on one dataset, chosen outside ``CONFIGS`` (:mod:`~mmsheaf.nsd.tuning`).
+
+    Args:
+        hparams: Model hyperparameters over ``MODEL_DEFAULTS[model]``.
+        train: Training settings over ``TRAIN`` (fields of :class:`~mmsheaf.nsd.train.TrainConfig`).
+        source: Where they come from, for the reader (``"published: chennnM/GCNII full.sh"``,
+            ``"search: 12 trials, splits 0-1"``).
+    """
+
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    train: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hparams", _frozen(self.hparams))
+        object.__setattr__(self, "train", _train_overrides("a baseline's train block", self.train))
+
+
+@dataclass(frozen=True)
 class NsdProtocol:
     """The settings of every run of the node-classification study (see the module docstring for the merge).
 
@@ -176,16 +202,28 @@ class NsdProtocol:
         train: The training settings shared by every run.
         model_defaults: ``{model: hyperparameters}`` (registry names).
         datasets: ``{dataset: DatasetConfig}``; a dataset without an entry uses the shared settings.
+        baselines: ``{(dataset, model): BaselineChoice}`` of baselines with settings of their own on a dataset
+            (see the module docstring); empty: every baseline runs with ``MODEL_DEFAULTS``, ``CONFIGS`` and
+            ``TRAIN``.
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
     model_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     datasets: Mapping[str, DatasetConfig] = field(default_factory=dict)
+    baselines: Mapping[tuple[str, str], BaselineChoice] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         defaults = {_model_name("MODEL_DEFAULTS", m): _frozen(hp) for m, hp in self.model_defaults.items()}
         object.__setattr__(self, "model_defaults", MappingProxyType(defaults))
         object.__setattr__(self, "datasets", MappingProxyType(dict(self.datasets)))
+        baselines = {}
+        for (ds, model), choice in dict(self.baselines).items():
+            name = _model_name("baselines", model)
+            if resolve_node_model(name).family == "sheaf":
+                raise ValueError(f"baselines names the sheaf model {name!r} on {ds!r}: sheaf models take their "
+                                 "settings from CONFIGS (train, sheaf, candidates).")  # fmt: skip
+            baselines[(ds, name)] = choice
+        object.__setattr__(self, "baselines", MappingProxyType(baselines))
 
     @classmethod
     def from_params(
@@ -210,17 +248,30 @@ class NsdProtocol:
         """The configuration of dataset ``name`` (the empty one where ``CONFIGS`` has no entry)."""
         return self.datasets.get(name, DatasetConfig())
 
+    def with_baselines(self, choices: Mapping[tuple[str, str], BaselineChoice]) -> NsdProtocol:
+        """This protocol with ``choices`` added to (and replacing entries of) :attr:`baselines`."""
+        return dataclasses.replace(self, baselines={**self.baselines, **choices})
+
+    def untuned(self) -> NsdProtocol:
+        """This protocol without :attr:`baselines`: every baseline with ``MODEL_DEFAULTS``, ``CONFIGS`` and
+        ``TRAIN`` (the untuned rows)."""
+        return dataclasses.replace(self, baselines={})
+
     def resolve(self, dataset: str, model: str, **override: Any) -> tuple[dict[str, Any], TrainConfig]:
         """The model hyperparameters and training config of one (dataset, model) under the merge rules.
 
         ``override`` (e.g. ``layers=16`` for the depth sweep) is applied last to the model hyperparameters.
         """
-        return self._resolve(self.dataset(dataset), model, override)
+        return self._resolve(dataset, self.dataset(dataset), model, override)
 
     def _resolve(
-        self, config: DatasetConfig, model: str, override: Mapping[str, Any]
+        self, dataset: str, config: DatasetConfig, model: str, override: Mapping[str, Any]
     ) -> tuple[dict[str, Any], TrainConfig]:
         spec = resolve_node_model(model)
+        choice = self.baselines.get((dataset, spec.name))
+        if choice is not None:
+            hparams = {**self.model_defaults.get(spec.name, {}), **choice.hparams, **override}
+            return hparams, dataclasses.replace(self.train, **choice.train)
         sheaf = spec.family == "sheaf"
         hparams = {**self.model_defaults.get(spec.name, {}), **(config.sheaf if sheaf else {}),
                    **config.models.get(spec.name, {}), **override}  # fmt: skip
@@ -231,7 +282,7 @@ class NsdProtocol:
         out = []
         for split in splits:
             for model in models:
-                hparams, cfg = self._resolve(config, model, override)
+                hparams, cfg = self._resolve(dataset, config, model, override)
                 out.append(ExperimentSpec(dataset, model, int(split), hparams, cfg,
                                           data_version=DATA_VERSIONS.get(dataset, 1)))  # fmt: skip
         return out
@@ -308,8 +359,8 @@ class NsdProtocol:
         graph: Mapping[str, Any],
     ) -> list[ExperimentSpec]:
         """The heterophily sweep: each model on contextual SBM graphs of increasing edge homophily, with the
-        shared settings only (no dataset configuration applies to these graphs)."""
-        shared = dataclasses.replace(self, datasets={})
+        shared settings only (no dataset configuration or baseline choice applies to these graphs)."""
+        shared = dataclasses.replace(self, datasets={}, baselines={})
         return shared.table_specs([csbm_name(h, **graph) for h in homophilies], models, splits)
 
 

@@ -27,6 +27,7 @@ from .runs import summarise
 __all__ = [
     "accuracy_display",
     "accuracy_table",
+    "baseline_configs_display",
     "csbm_summary",
     "curve_ends",
     "depth_summary",
@@ -51,11 +52,16 @@ def accuracy_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def accuracy_display(
-    table: pd.DataFrame, datasets: Sequence[str], models: Sequence[str], display: Mapping[str, str]
+    table: pd.DataFrame,
+    datasets: Sequence[str],
+    models: Sequence[str],
+    display: Mapping[str, str],
+    untuned: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The accuracy table laid out for the paper: one row per dataset with our mean ± std per model (the best
-    in bold) and a row beneath with the paper's numbers (in italics). Cells are LaTeX
-    (:class:`~mmsheaf.report.latex.Latex`)."""
+    in bold), a row beneath with the paper's numbers (in italics) and, given ``untuned`` (the
+    :func:`accuracy_table` of the baselines with their papers' defaults, the labelled ablation), a row with
+    those (``--`` where a model has none). Cells are LaTeX (:class:`~mmsheaf.report.latex.Latex`)."""
     rows = []
     for ds in datasets:
         sub = table[table.dataset == ds].set_index("model")
@@ -72,7 +78,27 @@ def accuracy_display(
             ours[display[m]] = mean_std(r["mean"], r["std"], bold=r["mean"] == best)
             paper[display[m]] = mean_std(r["paper_mean"], r["paper_std"], italic=True)
         rows += [ours, paper]
+        if untuned is not None:
+            sub_u = untuned[untuned.dataset == ds].set_index("model")
+            row = {"Dataset": Latex(r"\quad untuned")}
+            for m in models:
+                hit = m in sub_u.index
+                row[display[m]] = mean_std(sub_u.loc[m, "mean"], sub_u.loc[m, "std"]) if hit else Latex("--")
+            rows.append(row)
     return pd.DataFrame(rows, columns=["Dataset", *[display[m] for m in models]])
+
+
+def baseline_configs_display(configs: pd.DataFrame, display: Mapping[str, str]) -> pd.DataFrame:
+    """Which configuration each baseline row of the table used, laid out for the paper: ``Dataset, Model,
+    Configuration`` (``published``, ``search`` or ``defaults``), ``Settings`` and ``Val. acc.`` (the best
+    trial's, searches only), from :attr:`~mmsheaf.nsd.tuning.BaselineTuning.configs`."""
+    shown = configs.assign(
+        dataset=configs.dataset.map(lambda ds: resolve_node_dataset(ds).display or ds),
+        model=configs.model.map(lambda m: display.get(m, m)),
+    )  # fmt: skip
+    return shown[["dataset", "model", "configuration", "settings", "val_mean"]].rename(columns={
+        "dataset": "Dataset", "model": "Model", "configuration": "Configuration", "settings": "Settings",
+        "val_mean": "Val. acc."})  # fmt: skip
 
 
 def selection_display(selection: pd.DataFrame) -> pd.DataFrame:
