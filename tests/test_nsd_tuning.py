@@ -95,6 +95,9 @@ def test_published_configurations_merge_shared_blocks_and_sources() -> None:
         PublishedBaselines.from_params({"orth-nsd": {"cora": {"d": 2}}})
     with pytest.raises(ValueError, match="mapping"):
         PublishedBaselines.from_params({"gcn": {"cora": 3}})
+    assert ("cora", "gcn") in PublishedBaselines.from_params({"gcn": {"Cora": {"layers": 2}}}).choices
+    with pytest.raises(ValueError, match="hiden"):  # and a misspelt knob would fail after hours of searches
+        PublishedBaselines.from_params({"gcn": {"cora": {"hiden": 16}}})
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -103,6 +106,8 @@ def test_published_configurations_merge_shared_blocks_and_sources() -> None:
     ({"models": ["mlp"], "splits": []}, "splits"),
     ({"models": ["mlp"], "model_space": {"gcn": {}}}, "not searched"),
     ({"models": ["mlp"], "budget": 3}, "unknown keys"),
+    ({"models": ["mlp"], "trials": "12"}, "must be an int"),
+    ({"models": ["gcn"], "space": {"K": {"type": "int", "low": 1, "high": 4}}}, "no such setting"),
     ({"models": ["mlp"], "space": {"lr": {"type": "float", "low": 1.0}}}, "high"),
 ])  # fmt: skip
 def test_bad_search_parameters_are_refused(bad: dict, match: str) -> None:
@@ -118,15 +123,24 @@ def test_the_study_name_follows_every_setting_of_the_search() -> None:
     assert BaselineSearch(["mlp"], 3, [0, 1], SPACE).study_config(protocol(), "a", "mlp").name != name
     other_train = NsdProtocol.from_params({**TRAIN, "epochs": 6}, DEFAULTS, CONFIGS)
     assert search.study_config(other_train, "a", "mlp").name != name
-    assert search.n_startup_trials == 1 and BaselineSearch(["mlp"], 40).n_startup_trials == 10
+    assert BaselineSearch(["mlp"], 30, [0], SPACE).study_config(protocol(), "a", "mlp").name == name  # resumable
+    assert BaselineSearch(["mlp"], 3, [0], SPACE, startup_trials=2).study_config(protocol(), "a", "mlp").name != name
+    other_default = NsdProtocol.from_params(TRAIN, {**DEFAULTS, "mlp": {"hidden_channels": 8, "dropout": 0.5}}, CONFIGS)
+    assert search.study_config(other_default, "a", "mlp").name == name  # 0.5 is MLPConfig's default: same runs
+    assert search.study_config(protocol(), "a", "mlp").n_startup_trials == search.startup_trials
 
 
 # -- tune_baselines ---------------------------------------------------------------------------------------
 def test_tune_baselines_publishes_searches_and_keeps_defaults(trainer: ScoredTrainer, tmp_path: Path) -> None:
     cache = RunCache(tmp_path / "runs")
-    published = PublishedBaselines.from_params({"gcn": {"source": "a script", "a": {"hidden_channels": 16}}})
-    search = BaselineSearch(["mlp"], trials=4, splits=[0, 1], space=SPACE, seed=3)
-    tuning = tune_baselines(protocol(), ["a", "b"], ["mlp", "gcn", "diag-nsd"], search, published, cache, loader)
+    published = PublishedBaselines.from_params({"gcn": {"source": "a script", "a": {"hidden_channels": 16},
+                                                        "zz": {"hidden_channels": 4}}})  # fmt: skip
+    search = BaselineSearch(["mlp"], trials=4, splits=[0, 1], space=SPACE, seed=3, startup_trials=2)
+    lines: list[str] = []
+    tuning = tune_baselines(protocol(), ["a", "b"], ["mlp", "gcn", "diag-nsd"], search, published, cache, loader,
+                            log=lines.append)  # fmt: skip
+    assert lines[0] == "published configurations not used in this run: gcn on zz"  # e.g. a misspelt dataset
+    assert len(lines) == 3 and all("best mean val. acc." in line for line in lines[1:])
     configs = tuning.configs.set_index(["dataset", "model"])
     assert configs.configuration.to_dict() == {("a", "mlp"): "search", ("a", "gcn"): "published",
                                                ("b", "mlp"): "search", ("b", "gcn"): "defaults"}  # fmt: skip
@@ -154,6 +168,21 @@ def test_tune_baselines_publishes_searches_and_keeps_defaults(trainer: ScoredTra
     again = tune_baselines(protocol(), ["a", "b"], ["mlp", "gcn"], search, published, cache, loader)
     assert len(trainer.calls) == 16 and again.configs.equals(tuning.configs)
     assert again.protocol.resolve("a", "mlp") == tuning.protocol.resolve("a", "mlp")
+
+
+def test_a_failed_trial_uses_its_slot_and_the_search_goes_on(trainer: ScoredTrainer, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:  # fmt: skip
+    def diverges(model, data, split, model_hparams, cfg) -> TrainResult:
+        if cfg.lr > 0.02:
+            raise ValueError("the loss was not finite")
+        return trainer(model, data, split, model_hparams, cfg)
+
+    monkeypatch.setattr(nsd_runs, "train_node_classifier", diverges)
+    search = BaselineSearch(["mlp"], trials=6, splits=[0], space=SPACE, startup_trials=6)
+    tuning = tune_baselines(protocol(), ["a"], ["mlp"], search, PublishedBaselines(), RunCache(tmp_path), loader)
+    states = tuning.histories.state.value_counts().to_dict()
+    assert sum(states.values()) == 6 and states.get("FAIL", 0) >= 1 and states.get("COMPLETE", 0) >= 1
+    assert tuning.protocol.resolve("a", "mlp")[1].lr <= 0.02 and tuning.configs.trials.item() == states["COMPLETE"]
 
 
 def test_the_searched_trials_really_train_and_score_validation(monkeypatch: pytest.MonkeyPatch,

@@ -26,6 +26,7 @@ labelled ablation of the table). Test accuracy plays no part in any choice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -38,14 +39,14 @@ from typing import Any
 import pandas as pd
 from torch_geometric.data import Data
 
-from ..data.nsd_graphs import DATA_VERSIONS
+from ..data.node_datasets import resolve_node_dataset
 from ..runs import hpo
-from ..runs.cache import RunCache
+from ..runs.cache import RunCache, RunsFailed
 from ..runs.keys import canonical_json
 from ..runs.space import parse_space
 from .protocol import TRAIN_FIELDS, BaselineChoice, NsdProtocol
-from .registry import resolve_node_model
-from .runs import SCHEMA, ExperimentSpec, run_experiments
+from .registry import node_model_config, resolve_node_model
+from .runs import ExperimentSpec, run_experiments
 
 __all__ = ["CONFIG_COLUMNS", "BaselineSearch", "BaselineTuning", "PublishedBaselines", "choices_of", "settings_text",
            "tune_baselines"]
@@ -104,7 +105,13 @@ class PublishedBaselines:
     choices: Mapping[tuple[str, str], BaselineChoice] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        checked = {(ds, _model("PUBLISHED_BASELINES", m)): c for (ds, m), c in dict(self.choices).items()}
+        checked = {}
+        for (ds, m), choice in dict(self.choices).items():
+            model = _model("PUBLISHED_BASELINES", m)
+            with contextlib.suppress(ValueError):  # a graph outside the registry (a CSBM name) is kept as written
+                ds = resolve_node_dataset(ds).name  # the registry's spelling: "Cora" is the table's "cora"
+            node_model_config(model, **choice.hparams)  # a misspelt or invalid hyperparameter fails here
+            checked[(ds, model)] = choice
         object.__setattr__(self, "choices", MappingProxyType(checked))
 
     @classmethod
@@ -132,7 +139,7 @@ class PublishedBaselines:
                 merged = {**shared, **block, "train": {**(shared.get("train") or {}), **(block.get("train") or {})}}
                 source = str(merged.pop("source", entry.get("source", "")))
                 train = merged.pop("train")
-                choices[(ds, model)] = BaselineChoice(merged, train, f"published: {source}".rstrip(": "))
+                choices[(ds, model)] = BaselineChoice(merged, train, f"published: {source}" if source else "published")
         return cls(choices)
 
 
@@ -147,7 +154,11 @@ class BaselineSearch:
         space: The search space shared by every model (:func:`~mmsheaf.runs.space.parse_space`); names of
             :class:`~mmsheaf.nsd.train.TrainConfig` fields (``lr``, ``weight_decay``...) go to training.
         model_space: Each model's additions to (or replacements of) ``space``.
-        seed: Base seed of the sampler.
+        seed: Base seed of the sampler, the same for every study: each model's random startup trials are the
+            same configurations on every dataset (common random numbers), so a difference between datasets is
+            not the luck of the draw.
+        startup_trials: Random trials before TPE models the results. A field of its own, not a share of
+            ``trials``: a study resumed with a larger budget then draws the trials a fresh one would.
     """
 
     models: Sequence[str] = ()
@@ -156,12 +167,16 @@ class BaselineSearch:
     space: Mapping[str, Any] = field(default_factory=dict)
     model_space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     seed: int = 0
+    startup_trials: int = 6
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(_model("BASELINE_SEARCH models", m) for m in self.models))
         object.__setattr__(self, "splits", tuple(int(s) for s in self.splits))
-        if self.trials < 1:
-            raise ValueError(f"BASELINE_SEARCH trials must be >= 1, got {self.trials}.")
+        for name in ("trials", "startup_trials", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "trials" else 0):
+                raise ValueError(f"BASELINE_SEARCH {name} must be an int >= {1 if name == 'trials' else 0}, "
+                                 f"got {value!r}.")  # fmt: skip
         if not self.splits or min(self.splits) < 0:
             raise ValueError(f"BASELINE_SEARCH splits must be non-empty and >= 0, got {list(self.splits)}.")
         model_space = {_model("BASELINE_SEARCH model_space", m): dict(s) for m, s in self.model_space.items()}
@@ -171,54 +186,58 @@ class BaselineSearch:
                              f"{list(self.models)}).")  # fmt: skip
         object.__setattr__(self, "model_space", MappingProxyType(model_space))
         object.__setattr__(self, "space", MappingProxyType(dict(self.space)))
-        for m in self.models:
-            parse_space(self.space_for(m))  # a malformed space fails here, before anything runs
+        for m in self.models:  # a malformed space, or a knob the model does not have, fails here, before any run
+            space = parse_space(self.space_for(m))
+            known = {f.name for f in dataclasses.fields(node_model_config(m))} | TRAIN_FIELDS
+            unknown = sorted(set(space) - known)
+            if unknown:
+                raise ValueError(f"BASELINE_SEARCH searches {unknown} for {m!r}, which has no such setting: use its "
+                                 f"config's fields or TrainConfig's ({', '.join(sorted(known))}).")  # fmt: skip
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> BaselineSearch:
         """From ``{models, trials, splits, space, model_space, seed}`` (every key optional)."""
         params = dict(params or {})
-        unknown = sorted(set(params) - {"models", "trials", "splits", "space", "model_space", "seed"})
+        keys = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - keys)
         if unknown:
-            raise ValueError(f"BASELINE_SEARCH has unknown keys {unknown}: use models, trials, splits, space, "
-                             "model_space, seed.")  # fmt: skip
+            raise ValueError(f"BASELINE_SEARCH has unknown keys {unknown}: use {', '.join(sorted(keys))}.")
         return cls(**params)
-
-    @property
-    def n_startup_trials(self) -> int:
-        """Random trials before TPE models the results: half the budget, at most 10."""
-        return max(1, min(10, self.trials // 2))
 
     def space_for(self, model: str) -> dict[str, Any]:
         """:attr:`space` with ``model``'s :attr:`model_space` entries."""
         return {**self.space, **self.model_space.get(model, {})}
 
-    def base(self, protocol: NsdProtocol, dataset: str, model: str) -> BaselineChoice:
-        """The untuned row's settings, which a trial's parameters change: ``CONFIGS[dataset][model]`` over
-        ``MODEL_DEFAULTS`` (as :meth:`~mmsheaf.nsd.protocol.NsdProtocol.untuned` resolves them), ``TRAIN``."""
-        return BaselineChoice(protocol.dataset(dataset).models.get(model, {}), {})
-
     def choice(self, protocol: NsdProtocol, dataset: str, model: str, params: Mapping[str, Any],
                source: str = "") -> BaselineChoice:  # fmt: skip
-        """The settings of a trial's ``params`` (model hyperparameters and training settings) over
-        :meth:`base`."""
+        """The settings of a trial's ``params`` over the untuned row's: the model hyperparameters over
+        ``CONFIGS[dataset][model]`` (the choice itself goes over ``MODEL_DEFAULTS``), the training settings
+        over ``TRAIN``."""
         hparams, train = _split(params)
-        return BaselineChoice({**self.base(protocol, dataset, model).hparams, **hparams}, train, source)
+        return BaselineChoice({**protocol.dataset(dataset).models.get(model, {}), **hparams}, train, source)
+
+    def trial_specs(self, protocol: NsdProtocol, dataset: str, model: str,
+                    params: Mapping[str, Any]) -> list[ExperimentSpec]:  # fmt: skip
+        """The runs of one trial: the table's runs of :meth:`choice` on :attr:`splits` (so the best trial's runs
+        are the table's runs on those splits)."""
+        tuned = protocol.untuned().with_baselines({(dataset, model): self.choice(protocol, dataset, model, params)})
+        return tuned.table_specs([dataset], [model], self.splits)
 
     def study_config(self, protocol: NsdProtocol, dataset: str, model: str,
                      storage: str | None = None) -> hpo.StudyConfig:  # fmt: skip
-        """The study of ``(dataset, model)``, named after a hash of everything that sets its trials (the
-        base settings, the space, the splits, the budget's seed and the run schema), so a changed setting
-        starts a new study and a rerun resumes the old one."""
-        hparams, train = protocol.untuned().resolve(dataset, model)
-        setting = canonical_json({"dataset": dataset, "model": model, "hparams": hparams,
-                                  "train": {k: getattr(train, k) for k in sorted(TRAIN_FIELDS)},
-                                  "space": self.space_for(model), "splits": list(self.splits), "seed": self.seed,
-                                  "schema": SCHEMA})  # fmt: skip
+        """The study of ``(dataset, model)``, named after a hash of everything that sets its trials but the
+        budget: the untuned run's full description (resolved model config with every library default, training
+        config, data version, run schema; :meth:`~mmsheaf.nsd.runs.ExperimentSpec.describe` without the
+        split), the space, the splits, the seed and the startup trials. A changed setting starts a new study; a
+        rerun, or a larger ``trials``, resumes the old one."""
+        run = protocol.untuned().table_specs([dataset], [model], [0])[0].describe()
+        run.pop("split")
+        setting = canonical_json({"run": run, "space": self.space_for(model), "splits": list(self.splits),
+                                  "seed": self.seed, "startup": self.startup_trials})  # fmt: skip
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset)  # e.g. a CSBM graph's "csbm:edge_homophily=..."
         name = f"nsd-{safe}-{model}-{hashlib.sha256(setting.encode()).hexdigest()[:12]}"
         return hpo.StudyConfig(name=name, storage=storage, direction="maximize", n_trials=self.trials,
-                               seed=self.seed, n_startup_trials=self.n_startup_trials)  # fmt: skip
+                               seed=self.seed, n_startup_trials=self.startup_trials)  # fmt: skip
 
     def source(self) -> str:
         """How :attr:`BaselineTuning.configs` names a searched row's source."""
@@ -286,6 +305,9 @@ def tune_baselines(
     if not progress:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     baselines = [m for m in (resolve_node_model(n).name for n in models) if resolve_node_model(m).family != "sheaf"]
+    unused = sorted({f"{m} on {ds}" for ds, m in published.choices if ds not in datasets or m not in baselines})
+    if unused and log is not None:  # e.g. a dataset whose files are missing, or a misspelt name
+        log(f"published configurations not used in this run: {', '.join(unused)}")
     choices: dict[tuple[str, str], BaselineChoice] = {}
     rows, keys, studies, histories = [], [], [], []
     for ds in datasets:
@@ -318,21 +340,15 @@ def tune_baselines(
 
 def _search(protocol: NsdProtocol, dataset: str, model: str, search: BaselineSearch, cache: RunCache,
             data_loader: Callable[[str], Data], storage: str | None, progress: bool) -> Any:  # fmt: skip
-    """Run (or resume, or replay) the study of ``(dataset, model)``. The objective holds plain values only
-    (it travels to the executor's workers): the untuned row's settings, which a trial's parameters change
-    exactly as :meth:`BaselineSearch.choice` over :meth:`~mmsheaf.nsd.protocol.NsdProtocol.resolve` does
-    (a test checks that the best trial's runs are the table's runs on those splits)."""
+    """Run (or resume, or replay) the study of ``(dataset, model)``. A trial whose run fails (e.g. a loss that
+    is not finite at a large learning rate) is marked failed and uses its budget slot, as Optuna's ``catch``
+    does; a study without any complete trial raises in :func:`~mmsheaf.runs.hpo.best_params`."""
     cfg = search.study_config(protocol, dataset, model, storage)
-    hparams, train = protocol.untuned().resolve(dataset, model)
-    splits, version = list(search.splits), DATA_VERSIONS.get(dataset, 1)
 
     def objective(params: dict[str, Any], trial: Any) -> float:
-        model_params, train_params = _split(params)
-        run_train = dataclasses.replace(train, **train_params)
-        specs = [ExperimentSpec(dataset, model, split, {**hparams, **model_params}, run_train, data_version=version)
-                 for split in splits]  # fmt: skip
+        specs = search.trial_specs(protocol, dataset, model, params)
         trial.set_user_attr("run_keys", [s.key() for s in specs])  # the cached runs behind the trial
         runs = run_experiments(specs, cache, data_loader=data_loader, progress=False)
         return 100.0 * float(runs["val_acc"].mean())
 
-    return hpo.run_study_and_wait(objective, dict(search.space_for(model)), cfg, progress=progress)
+    return hpo.run_study_and_wait(objective, search.space_for(model), cfg, progress=progress, catch=(RunsFailed,))
