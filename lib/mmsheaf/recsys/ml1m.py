@@ -164,26 +164,42 @@ def _verdict(flag: bool) -> Latex:
     return Latex("yes" if flag else "no")
 
 
-def _compare(summary: pd.DataFrame, others: Sequence[str], prefix: str) -> tuple[dict[str, Latex], float, bool]:
-    """The sheaf against the best of ``others`` in one protocol: the macros (NDCG@20s, gain, whether the gain
-    clears the seeds' spread: the sheaf's mean minus its std above the other's mean plus its std), the gain in %
-    and the spread verdict."""
+def _macros(*names: str) -> dict[str, str]:
+    """The macro names of one comparison of :func:`_compare`, by role (each name a literal where it is called)."""
+    return dict(zip(("sheaf", "sheaf_std", "best", "best_ndcg", "best_std", "gain", "beyond"), names, strict=True))
+
+
+COLD_MACROS = _macros("CsColdSheafNdcg", "CsColdSheafStd", "CsColdBest", "CsColdBestNdcg", "CsColdBestStd",
+                      "CsColdGain", "CsColdBeyondSpread")  # fmt: skip
+WARM_MACROS = _macros("CsWarmSheafNdcg", "CsWarmSheafStd", "CsWarmBest", "CsWarmBestNdcg", "CsWarmBestStd",
+                      "CsWarmGain", "CsWarmBeyondSpread")  # fmt: skip
+WARM_ALL_MACROS = _macros("CsWarmAllSheafNdcg", "CsWarmAllSheafStd", "CsWarmAllBest", "CsWarmAllBestNdcg",
+                          "CsWarmAllBestStd", "CsWarmAllGain", "CsWarmAllBeyondSpread")  # fmt: skip
+HYBRID_MACROS = _macros("CsHybridSheafNdcg", "CsHybridSheafStd", "CsHybridBest", "CsHybridBestNdcg", "CsHybridBestStd",
+                        "CsHybridGain", "CsHybridBeyondSpread")  # fmt: skip
+
+
+def _compare(summary: pd.DataFrame, others: Sequence[str],
+             names: Mapping[str, str]) -> tuple[dict[str, Latex], float, bool]:  # fmt: skip
+    """The sheaf against the best of ``others`` in one protocol: the macros ``names`` (NDCG@20s, gain, whether
+    the gain clears the seeds' spread: the sheaf's mean minus its std above the other's mean plus its std), the
+    gain in % and the spread verdict."""
     s = summary.set_index("model")
     others = [m for m in others if m in s.index and m != SHEAF]
     if SHEAF not in s.index or not others:
-        raise ValueError(f"the {prefix} summary needs {SHEAF!r} and at least one other model.")
+        raise ValueError(f"the summary of {names['gain']} needs {SHEAF!r} and at least one other model.")
     best = s.loc[others, METRIC].idxmax()
     mm, ref = s.loc[SHEAF], s.loc[best]
     gain = _gain(mm[METRIC], ref[METRIC])
     beyond = bool(mm[METRIC] - mm[f"std_{METRIC}"] > ref[METRIC] + ref[f"std_{METRIC}"])
     return {
-        f"{prefix}SheafNdcg": number(mm[METRIC], 4),
-        f"{prefix}SheafStd": number(mm[f"std_{METRIC}"], 4),
-        f"{prefix}Best": Latex(latex_escape(resolve_recommender(best).display)),
-        f"{prefix}BestNdcg": number(ref[METRIC], 4),
-        f"{prefix}BestStd": number(ref[f"std_{METRIC}"], 4),
-        f"{prefix}Gain": number(gain, 1),
-        f"{prefix}BeyondSpread": _verdict(beyond),
+        names["sheaf"]: number(mm[METRIC], 4),
+        names["sheaf_std"]: number(mm[f"std_{METRIC}"], 4),
+        names["best"]: Latex(latex_escape(resolve_recommender(best).display)),
+        names["best_ndcg"]: number(ref[METRIC], 4),
+        names["best_std"]: number(ref[f"std_{METRIC}"], 4),
+        names["gain"]: number(gain, 1),
+        names["beyond"]: _verdict(beyond),
     }, gain, beyond
 
 
@@ -229,14 +245,16 @@ def coldstart_numbers(
                     "CsColdValItems": number(int(d.val_candidates.numel())),
                     "CsColdTestItems": number(int(d.candidates.numel()))})  # fmt: skip
     if "cold" in summaries:
-        macros, gain, beyond = _compare(summaries["cold"], list(summaries["cold"].model), "CsCold")
-        out.update(macros, CsColdTargetMet=_verdict(gain >= 5.0 and beyond))
+        macros, gain, beyond = _compare(summaries["cold"], list(summaries["cold"].model), COLD_MACROS)
+        out.update(macros)
+        out["CsColdTargetMet"] = _verdict(gain >= 5.0 and beyond)
     if "warm" in summaries:
-        macros, gain, _ = _compare(summaries["warm"], ["lightgcn"], "CsWarm")
-        out.update(macros, CsWarmTargetMet=_verdict(gain >= -2.0))
-        out.update(_compare(summaries["warm"], list(summaries["warm"].model), "CsWarmAll")[0])
+        macros, gain, _ = _compare(summaries["warm"], ["lightgcn"], WARM_MACROS)
+        out.update(macros)
+        out["CsWarmTargetMet"] = _verdict(gain >= -2.0)
+        out.update(_compare(summaries["warm"], list(summaries["warm"].model), WARM_ALL_MACROS)[0])
     if "hybrid" in summaries:
-        out.update(_compare(summaries["hybrid"], list(summaries["hybrid"].model), "CsHybrid")[0])
+        out.update(_compare(summaries["hybrid"], list(summaries["hybrid"].model), HYBRID_MACROS)[0])
     if ablation is not None and len(ablation):
         abl = ablation.set_index("variant")[METRIC]
         best = abl.idxmax()
