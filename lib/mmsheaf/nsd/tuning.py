@@ -41,8 +41,10 @@ from torch_geometric.data import Data
 
 from ..data.node_datasets import resolve_node_dataset
 from ..runs import hpo
+from ..runs import settings as runs_settings
 from ..runs.cache import RunCache, RunsFailed
 from ..runs.keys import canonical_json
+from ..runs.settings import split_by_fields
 from ..runs.space import parse_space
 from .protocol import TRAIN_FIELDS, BaselineChoice, NsdProtocol
 from .registry import node_model_config, resolve_node_model
@@ -64,17 +66,9 @@ def _model(where: str, name: str) -> str:
     return spec.name
 
 
-def _split(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(model hyperparameters, training settings)``: names of :class:`~mmsheaf.nsd.train.TrainConfig`
-    fields go to training."""
-    return ({k: v for k, v in params.items() if k not in TRAIN_FIELDS},
-            {k: v for k, v in params.items() if k in TRAIN_FIELDS})  # fmt: skip
-
-
 def settings_text(choice: BaselineChoice) -> str:
     """A choice's settings in one line, ``name=value`` sorted by name (floats to 2 significant digits)."""
-    shown = {**choice.hparams, **choice.train}
-    return ", ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(shown.items()))
+    return runs_settings.settings_text(choice.hparams, choice.train)
 
 
 def _json(choice: BaselineChoice) -> str:
@@ -213,7 +207,7 @@ class BaselineSearch:
         """The settings of a trial's ``params`` over the untuned row's: the model hyperparameters over
         ``CONFIGS[dataset][model]`` (the choice itself goes over ``MODEL_DEFAULTS``), the training settings
         over ``TRAIN``."""
-        hparams, train = _split(params)
+        hparams, train = split_by_fields(params, TRAIN_FIELDS)
         return BaselineChoice({**protocol.dataset(dataset).models.get(model, {}), **hparams}, train, source)
 
     def trial_specs(self, protocol: NsdProtocol, dataset: str, model: str,

@@ -39,6 +39,7 @@ from mmsheaf.runs import hpo
 from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
 from mmsheaf.report import Latex, latex_escape, mean_std
 from mmsheaf.runs.keys import canonical_json, set_seed
+from mmsheaf.runs.settings import settings_text, split_by_fields
 from mmsheaf.runs.summary import over_repeats
 
 __all__ = [
@@ -100,9 +101,7 @@ def load_interactions(name: str, **options: Any) -> InteractionData:
 
 def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split hyperparameters into ``(model_hparams, train_settings)`` by :data:`TRAIN_FIELDS`."""
-    model = {k: v for k, v in params.items() if k not in TRAIN_FIELDS}
-    train = {k: v for k, v in params.items() if k in TRAIN_FIELDS}
-    return model, train
+    return split_by_fields(params, TRAIN_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -304,8 +303,7 @@ def tuned_params_text(best: Mapping[str, Mapping[str, Any]]) -> str:
     ``lr``, ``reg_weight`` and ``batch_size``, as ``name=value`` sorted by name (floats to 2 significant
     digits)."""
     train = {k: v for k, v in best["train"].items() if k in ("lr", "reg_weight", "batch_size")}
-    shown = {**best["hparams"], **train}
-    return ", ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(shown.items()))
+    return settings_text(best["hparams"], train)
 
 
 def results_table(summary: pd.DataFrame,
