@@ -33,6 +33,7 @@ from mmsheaf.encoders.fusion import EncoderConfig
 from mmsheaf.runs import hpo
 from mmsheaf.runs.cache import KeyedSpec, RunCache, run_cached
 from mmsheaf.runs.keys import canonical_json
+from mmsheaf.runs.settings import split_by_fields
 from mmsheaf.ssl.methods import SSLConfig, SSLModel, resolve_method
 from mmsheaf.ssl.reviews import ReviewBackbone, RowViews, load_review_splits
 from mmsheaf.ssl.train import SCORES, SSLTrainConfig, train_ssl
@@ -227,8 +228,7 @@ def run_specs(specs: Sequence[SSLRunSpec], cache: RunCache | None = None, progre
 def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Searched parameters as ``(model changes, train changes)`` (:data:`TRAIN_KEYS` go to the training
     config)."""
-    model = {k: v for k, v in params.items() if k not in TRAIN_KEYS}
-    return model, {k: v for k, v in params.items() if k in TRAIN_KEYS}
+    return split_by_fields(params, TRAIN_KEYS)
 
 
 def _value(val_knn_acc: float) -> float:
