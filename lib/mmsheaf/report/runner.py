@@ -162,6 +162,10 @@ def run_notebook(
             # stream what the notebook prints (its own tqdm bars with their ETA) while long cells run
             stdout_file=sys.stdout if progress else None,
             stderr_file=sys.stderr if progress else None,
+            # what processes started by the kernel print (Dask workers' progress bars) goes straight to this
+            # terminal: the kernel's capture of fd output would put it in the notebook too, and the streams
+            # above would then print each line twice
+            extra_arguments=["--IPKernelApp.capture_fd_output=False"],
         )
     except Exception as exc:  # noqa: BLE001 - papermill raises many kinds; all mean "the notebook failed"
         raise NotebookFailed(
