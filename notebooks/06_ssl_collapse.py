@@ -81,6 +81,7 @@ from mmsheaf.data.augment import ImageAugment
 from mmsheaf.data.images import load_images
 from mmsheaf.report import Report, figsize
 from mmsheaf.runs.ledger import ledger_path, seed_cache
+from mmsheaf.runs.rebuild import rebuild_notes
 from mmsheaf.ssl import MAIN_VARIANT, SSLPlan, resolve_method, run_specs, ssl_cache
 from mmsheaf.ssl.numbers import ssl_numbers
 from mmsheaf.ssl.tables import collapse_table, history_frame, label_runs, spectrum_frame
@@ -120,10 +121,13 @@ fig.suptitle("an image (top) and its two views", fontsize=7)
 # 25/25/1, BYOL $\tau_0 = 0.99$, SimCLR's temperature 0.2) and gets the same number of Optuna TPE trials over the
 # learning rate and its own parameter, at its own similarity, on the validation images' k-NN accuracy (with the
 # search's shorter epoch budget, `HPO_TRAIN`); the published settings stay unless a trial beats them there. Every
-# row of a method shares its tuned settings.
+# row of a method shares its tuned settings. A study rebuilt from its trials' runs (its journal was lost) says so
+# below: its parameters, values and best trial are the trained runs', its trial numbers are not the draw order.
 
 # %%
 tuning = plan.tune_all(cache, log=print)
+for name, note in rebuild_notes(tuning.studies).items():
+    print(f"{name}: {note}")
 hparams = pd.DataFrame([{"method": plan.displays()[m], **{k: round(float(v), 5) for k, v in p.items()}}
                         for m, p in tuning.best.items()])  # fmt: skip
 rep.table(hparams.astype(object).where(hparams.notna(), ""), "ssl_hparams")

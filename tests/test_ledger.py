@@ -150,3 +150,37 @@ def test_a_study_record_without_a_journal_is_skipped(tmp_path: Path) -> None:
     target.write_text(json.dumps({"folder": "optuna", "key": "s", "payload": {"journal": [1, 2]}}) + "\n")
     with pytest.warns(UserWarning, match="not a run record"):
         assert ledger.read_ledger(target) == {}
+
+
+def test_export_keeps_the_notebooks_study_journals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted run's export keeps the journals of the notebook's studies (and no other notebook's), so
+    a resumed run replays the trials drawn so far instead of sampling (and training) new ones."""
+    from mmsheaf.runs.hpo import StudyConfig, run_study
+
+    space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+    calls: list[float] = []
+
+    def objective(params: dict, trial) -> float:
+        calls.append(params["x"])
+        return -((params["x"] - 0.3) ** 2)
+
+    first, second = tmp_path / "machine1", tmp_path / "machine2"
+    monkeypatch.setenv("MMSHEAF_CACHE", str(first))
+    ours, theirs = StudyConfig("nsd-toy-abc", n_trials=4, seed=0), StudyConfig("ssl-toy-abc", n_trials=2, seed=0)
+    study = run_study(objective, space, ours, progress=False)
+    run_study(objective, space, theirs, progress=False)
+    _run(first, CountingTrainer())
+    target = tmp_path / "l.jsonl"
+    path, added, total = ledger.export_runs("01_sheaf_diffusion", cache_root=first, target=target)
+    assert (added, total) == (3, 3)  # the counts are of runs; the journal comes with them
+    assert sorted(ledger.read_ledger(path)) == sorted(
+        [(ledger.STUDY_FOLDER, "nsd-toy-abc"), *(("node_classification", k) for k in _run(first, CountingTrainer()).key)]
+    )
+    assert ledger.export_runs("01_sheaf_diffusion", cache_root=first, target=target)[1:] == (0, 3)
+
+    monkeypatch.setenv("MMSHEAF_CACHE", str(second))
+    ledger.seed_cache(target, second)
+    before = len(calls)
+    again = run_study(objective, space, ours, progress=False)
+    assert len(calls) == before and again.best_params == study.best_params
+    assert set(ledger.STUDY_PREFIXES) == set(ledger.RUN_FOLDERS)

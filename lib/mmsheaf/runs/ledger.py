@@ -43,6 +43,7 @@ from ..atomic import write_text_atomic
 __all__ = [
     "RUN_FOLDERS",
     "STUDY_FOLDER",
+    "STUDY_PREFIXES",
     "export_runs",
     "ledger_path",
     "read_ledger",
@@ -61,6 +62,17 @@ RUN_FOLDERS: Mapping[str, tuple[str, ...]] = {
     "07_graph_regularisation": ("graphreg_runs", "graphreg_review_runs"),
 }
 """The run-cache folders (under :func:`mmsheaf.paths.cache_root`) of each notebook."""
+
+STUDY_PREFIXES: Mapping[str, tuple[str, ...]] = {
+    "01_sheaf_diffusion": ("nsd-",),  # mmsheaf.nsd.tuning
+    "02_multimodal_sheaf": ("ml100k-",),  # mmsheaf.recsys.protocol.tune: "<dataset>-<model>-<hash>"
+    "03_arcface_vs_contrastive": ("clothing-",),  # mmsheaf.metric.protocol.tune
+    "04_huse": ("huse-",),  # mmsheaf.huse.protocol.tune
+    "05_cold_start": ("ml1m-",),  # mmsheaf.recsys.protocol.tune on the ML-1M cold-start datasets
+    "06_ssl_collapse": ("ssl-",),  # mmsheaf.ssl.protocol.tune
+    "07_graph_regularisation": (),  # no study: it reads notebook 01's tuned settings
+}
+"""The name prefixes of the Optuna studies of each notebook, whose journals :func:`export_runs` keeps."""
 
 
 STUDY_FOLDER = "optuna"
@@ -209,18 +221,25 @@ def write_ledger(path: str | Path, folders: Iterable[str], keys: Iterable[str],
 
 def export_runs(notebook: str, profile: str = "paper", cache_root: str | Path | None = None,
                 target: str | Path | None = None) -> tuple[Path, int, int]:  # fmt: skip
-    """Merge the finished runs of ``notebook`` in the cache into its ledger (an interrupted run's progress).
+    """Merge the finished runs of ``notebook`` in the cache into its ledger (an interrupted run's progress),
+    with the journals of its Optuna studies (names starting with one of its :data:`STUDY_PREFIXES`), so the
+    next session replays the trials the studies drew instead of sampling new ones (whose best parameters, and
+    so every run keyed on them, could differ). A journal replaces the ledger's older copy of the same study.
 
     Returns:
-        ``(ledger path, runs added, runs in the ledger)``.
+        ``(ledger path, runs added, runs in the ledger)``; the counts are of runs, not journals.
     """
     if notebook not in RUN_FOLDERS:
         raise ValueError(f"No run folders are known for {notebook!r}: choose one of {sorted(RUN_FOLDERS)}.")
     root = Path(cache_root) if cache_root is not None else paths.cache_root()
     path = Path(target) if target is not None else ledger_path(notebook, profile)
     records = read_ledger(path)
-    before = len(records)
+    before = sum(folder != STUDY_FOLDER for folder, _ in records)
     records.update(_cache_records(root, RUN_FOLDERS[notebook], None))
+    journals = root / STUDY_FOLDER
+    names = [f.stem for f in sorted(journals.glob("*.journal")) if f.stem.startswith(STUDY_PREFIXES[notebook])]
+    records.update(_study_records(root, names) if names and journals.is_dir() else {})
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, _dump(records))
-    return path, len(records) - before, len(records)
+    runs = sum(folder != STUDY_FOLDER for folder, _ in records)
+    return path, runs - before, runs
