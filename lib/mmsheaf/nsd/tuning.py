@@ -44,7 +44,6 @@ from ..runs import hpo
 from ..runs import settings as runs_settings
 from ..runs.cache import RunCache, RunsFailed
 from ..runs.keys import canonical_json
-from ..runs.settings import split_by_fields
 from ..runs.space import parse_space
 from .protocol import TRAIN_FIELDS, BaselineChoice, NsdProtocol
 from .registry import node_model_config, resolve_node_model
@@ -207,7 +206,7 @@ class BaselineSearch:
         """The settings of a trial's ``params`` over the untuned row's: the model hyperparameters over
         ``CONFIGS[dataset][model]`` (the choice itself goes over ``MODEL_DEFAULTS``), the training settings
         over ``TRAIN``."""
-        hparams, train = split_by_fields(params, TRAIN_FIELDS)
+        hparams, train = runs_settings.split_by_fields(params, TRAIN_FIELDS)
         return BaselineChoice({**protocol.dataset(dataset).models.get(model, {}), **hparams}, train, source)
 
     def trial_specs(self, protocol: NsdProtocol, dataset: str, model: str,
