@@ -85,6 +85,10 @@ def test_numbers_answer_the_targets() -> None:
         "3",
     )
     assert n["SslCollapsedAblations"] == NOSG and n["SslChance"] == "10"
+    # the untrained network: normalised std 0.05 (below 0.1) with k-NN 70 % (far above chance); SimSiam (l2) has
+    # a low std too but sits near chance, so only the untrained row is collapsed by the std alone
+    assert (n["SslStdOnlyCollapsed"], n["SslNumStdOnlyCollapsed"]) == ("Random init. (none)", "1")
+    assert (n["SslRandomNormStd"], n["SslSimSiamOverRandom"]) == ("0.05", "21.0")
     # RankMe and k-NN rise together over the 12 runs that did not diverge (the diverged one is left out)
     assert (
         n["SslSpearmanRuns"] == "12" and float(n["SslSpearman"]) > 0.7 and n["SslSpearmanTargetMet"] == "yes"

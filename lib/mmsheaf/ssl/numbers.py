@@ -131,6 +131,15 @@ def ssl_numbers(table: pd.DataFrame, runs: pd.DataFrame, ablations: Mapping[str,
     out.update(SslCollapsedRows=_listing(bad), SslNumCollapsedRows=number(len(bad)),
                SslNumGridRows=number(len(grid)), SslDivergedRows=_listing(diverged),
                SslCollapsedAblations=_listing(abl_bad))  # fmt: skip
+    # Rows whose normalised std says "collapsed" while their k-NN accuracy does not: the cosine k-NN ranks
+    # neighbours by whatever variation is left around a shared direction, however small.
+    std_only = [_label(r) if r["variant"] == MAIN_VARIANT else r["variant"] for r in rows
+                if r["norm_std"] < COLLAPSED_STD and r["knn_acc"] > chance + NEAR_CHANCE]  # fmt: skip
+    out.update(SslStdOnlyCollapsed=_listing(std_only), SslNumStdOnlyCollapsed=number(len(std_only)))
+    if "random" in main.index:
+        untrained = main.loc["random"].iloc[0]
+        out.update(SslRandomNormStd=number(untrained.norm_std, 2),
+                   SslSimSiamOverRandom=number(100 * (simsiam.knn_acc - untrained.knn_acc), 1))  # fmt: skip
 
     ok = runs[~runs.diverged.astype(bool) & runs.knn_acc.notna() & runs.rankme.notna()]
     rho = float(spearmanr(ok.rankme, ok.knn_acc).statistic) if len(ok) > 2 else float("nan")
