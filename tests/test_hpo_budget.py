@@ -241,6 +241,7 @@ NOTEBOOK_STUDIES = {  # notebook -> n_startup_trials of its protocol's tune() fo
     "03_arcface_vs_contrastive": lambda n: max(1, min(10, n // 2)),  # mmsheaf.metric.protocol.tune
     "04_huse": lambda n: max(1, min(10, n // 2)),  # mmsheaf.huse.protocol.tune
     "05_cold_start": lambda n: 10,  # mmsheaf.recsys.protocol.tune (ColdStartStudy's plans)
+    "06_ssl_collapse": lambda n: max(1, min(10, n // 2)),  # mmsheaf.ssl.protocol.tune (rebuilt: runs.rebuild)
 }
 
 
@@ -258,7 +259,7 @@ def test_the_committed_study_journals_replay_without_a_trial(
     n_trials = params["HPO_TRIALS"]
     names = sorted(key for folder, key in ledger.read_ledger(path) if folder == ledger.STUDY_FOLDER)
     assert len(names) == {"02_multimodal_sheaf": 9, "03_arcface_vs_contrastive": 16, "04_huse": 5,
-                          "05_cold_start": 20}[notebook]
+                          "05_cold_start": 20, "06_ssl_collapse": 6}[notebook]
     cache = tmp_path / "seeded"
     monkeypatch.setenv("MMSHEAF_CACHE", str(cache))
     monkeypatch.delenv("MMSHEAF_REUSE_RUNS", raising=False)
