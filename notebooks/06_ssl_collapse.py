@@ -84,6 +84,7 @@ from mmsheaf.runs.ledger import ledger_path, seed_cache
 from mmsheaf.runs.rebuild import rebuild_notes
 from mmsheaf.ssl import MAIN_VARIANT, SSLPlan, resolve_method, run_specs, ssl_cache
 from mmsheaf.ssl.numbers import ssl_numbers
+from mmsheaf.ssl.reviews import load_review_splits
 from mmsheaf.ssl.tables import collapse_table, history_frame, label_runs, spectrum_frame
 
 params = dict(DATA_OPTIONS=DATA_OPTIONS, ROWS=ROWS, ABLATIONS=ABLATIONS, MODEL=MODEL, TRAIN=TRAIN, AUGMENT=AUGMENT,
@@ -163,6 +164,7 @@ transfer = label_runs(run_specs(transfer_plan.main_specs(tuning.best), cache, de
 # %%
 review_plan = SSLPlan(REVIEW_ROWS, SEEDS, model=REVIEW_MODEL, train=REVIEW_TRAIN, augment=REVIEW_VIEWS,
                       dataset="clothing-t2", data_options=REVIEW_OPTIONS, encoder=REVIEW_ENCODER)  # fmt: skip
+print(load_review_splits(**REVIEW_OPTIONS))  # loaded (texts embedded) here once, not in every worker
 reviews = label_runs(run_specs(review_plan.main_specs({}), cache, desc="reviews"), MAIN_VARIANT)
 
 # %% [markdown]

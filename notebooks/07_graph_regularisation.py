@@ -89,7 +89,8 @@ from mmsheaf.graphreg.plan import MLP_ROW, GraphRegPlan
 from mmsheaf.graphreg.references import mlp_inference_ms, reference_rows
 from mmsheaf.graphreg.tables import TABLE_COLUMNS, accuracy_tex, reference_rows as reference_table
 from mmsheaf.graphreg.tables import result_rows, retrieval_rows, review_rows
-from mmsheaf.metric.graph_reg import VARIANTS, ReviewRunSpec, choose_alpha, review_cache, run_review_specs
+from mmsheaf.metric.graph_reg import TASK, VARIANTS, ReviewRunSpec, choose_alpha, review_cache, run_review_specs
+from mmsheaf.metric.protocol import load_task
 from mmsheaf.graphreg.unsupervised import UmapConfig, knn_accuracy, umap_embedding
 from mmsheaf.nsd.registry import build_node_model
 from mmsheaf.report import Report, figsize
@@ -228,6 +229,8 @@ def review_spec(variant: str, seed: int, alpha: float = 1.0) -> ReviewRunSpec:
                          train=REVIEW_TRAIN)  # fmt: skip
 
 
+reviews_task = load_task(TASK, **review_spec("graph-reg", REVIEW_SEEDS[0]).metric_spec().data_options)
+print(f"T2: {reviews_task.num_rows} reviews")  # loaded (texts embedded) here once, not in every worker
 review_selection = run_review_specs([review_spec("graph-reg", s, a) for a in REVIEW_ALPHAS
                                      for s in REVIEW_SEEDS[:REVIEW_SELECT_SEEDS]], desc="reviews: choose alpha")  # fmt: skip
 review_alpha = choose_alpha(review_selection)
