@@ -236,9 +236,8 @@ def export_runs(notebook: str, profile: str = "paper", cache_root: str | Path | 
     records = read_ledger(path)
     before = sum(folder != STUDY_FOLDER for folder, _ in records)
     records.update(_cache_records(root, RUN_FOLDERS[notebook], None))
-    journals = root / STUDY_FOLDER
-    names = [f.stem for f in sorted(journals.glob("*.journal")) if f.stem.startswith(STUDY_PREFIXES[notebook])]
-    records.update(_study_records(root, names) if names and journals.is_dir() else {})
+    journals = (root / STUDY_FOLDER).glob("*.journal")  # nothing when the folder is missing
+    records.update(_study_records(root, [f.stem for f in journals if f.stem.startswith(STUDY_PREFIXES[notebook])]))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, _dump(records))
     runs = sum(folder != STUDY_FOLDER for folder, _ in records)
