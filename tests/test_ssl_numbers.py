@@ -94,6 +94,7 @@ def test_numbers_answer_the_targets() -> None:
         n["SslSpearmanRuns"] == "12" and float(n["SslSpearman"]) > 0.7 and n["SslSpearmanTargetMet"] == "yes"
     )
     assert (n["SslDigitsBest"], n["SslDigitsSameBest"]) == ("Barlow Twins (correlation)", "yes")
+    assert n["SslReviewsBelowRandom"] == "none" and n["SslSpearmanH"] == "--"  # no h columns here
     assert (n["SslReviewsBest"], n["SslReviewsBestKnn"], n["SslReviewsSupervisedKnn"]) == (
         "VICReg (l2)",
         "60.0",
@@ -111,3 +112,34 @@ def test_history_and_spectrum_frames() -> None:
     assert len(hist) == len(all_runs) and {"variant", "method_name", "epoch", "norm_std"} <= set(hist.columns)
     spec = spectrum_frame(all_runs, labels={NOSG: "collapsed"})
     assert set(spec.eigenvalue) == {1.0, 0.25} and "collapsed" in set(spec.variant)
+
+
+def test_numbers_of_the_pair_at_adams_rate_the_reviews_and_the_representation() -> None:
+    table, all_runs = study()
+    n = ssl_numbers(table, all_runs, ABLATIONS, num_classes=10, num_seeds=2, trials=4, epochs=30)
+    assert n["SslPairLr"] == "--" and n["SslPairStdTargetMet"] == "--"  # no such pair among the ablations
+    # the pair at 1e-3: with stop-gradient healthy (0.6), without collapsed (0.05): the std half of the target
+    pair = {"SimSiam, lr 1e-3": {"method": "simsiam", "lr": 0.001},
+            "SimSiam, no stop-gradient, lr 1e-3": {"method": "simsiam", "stop_gradient": False, "lr": 0.001}}
+    extra = [runs([("simsiam", "cosine", 0, 0.66, 0.60, 12.0)], "SimSiam, lr 1e-3"),
+             runs([("simsiam", "cosine", 0, 0.70, 0.05, 2.0)], "SimSiam, no stop-gradient, lr 1e-3")]  # fmt: skip
+    both = pd.concat([all_runs, *extra], ignore_index=True)
+    # on h the ranks agree exactly: RankMe of h is a monotone map of the k-NN accuracy of h
+    both = both.assign(knn_acc_h=both.knn_acc, rankme_h=both.knn_acc * 100)
+    reviews = table_runs_of(table, "clothing-t2")
+    reviews.loc[reviews.method == "random", "knn_acc"] = 0.55  # now SimSiam (0.5) is below the untrained encoder
+    table2, _ = collapse_table(pd.concat([both, table_runs_of(table, "digits"), reviews]))
+    n = ssl_numbers(table2, both, {**ABLATIONS, **pair}, num_classes=10, num_seeds=2, trials=4, epochs=30)
+    assert (n["SslPairLr"], n["SslPairSgNormStd"], n["SslPairSgKnn"]) == ("0.001", "0.60", "66.0")
+    assert (n["SslPairNoSgNormStd"], n["SslPairNoSgKnn"], n["SslPairStdTargetMet"]) == ("0.05", "70.0", "yes")
+    assert n["SslSpearmanH"] == "1.00"
+    # the reviews: SimSiam (0.5) below the untrained encoder (0.55), VICReg (0.6) above; no SimCLR row there
+    assert n["SslReviewsBelowRandom"] == "SimSiam (cosine)" and n["SslReviewsSimclrKnn"] == "--"
+    assert n["SslReviewsRandomKnn"] == "55.0"
+
+
+def table_runs_of(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """One run per row of ``table``'s ``dataset`` rows (their means), to rebuild a table with more MNIST rows."""
+    rows = table[table.dataset == dataset]
+    return runs([(r.method, r.similarity, 0, r.knn_acc, r.norm_std, r.rankme, False, r.val_knn_acc)
+                 for r in rows.itertuples()], dataset=dataset)  # fmt: skip

@@ -20,8 +20,8 @@ from mmsheaf.report import Latex, latex_escape, number
 from mmsheaf.ssl.methods import METHODS, resolve_method
 from mmsheaf.ssl.plan import MAIN_VARIANT
 
-__all__ = ["COLLAPSED_STD", "GAP_TARGET", "HEALTHY_STD", "NEAR_CHANCE", "SPEARMAN_TARGET", "collapsed",
-           "ssl_numbers"]  # fmt: skip
+__all__ = ["COLLAPSED_STD", "GAP_TARGET", "HEALTHY_STD", "NEAR_CHANCE", "PAIR_LR", "SPEARMAN_TARGET",
+           "collapsed", "ssl_numbers"]  # fmt: skip
 
 COLLAPSED_STD = 0.1
 HEALTHY_STD = 0.5
@@ -29,6 +29,9 @@ NEAR_CHANCE = 0.1
 """k-NN accuracy at most this far (absolute) above chance counts as near chance."""
 GAP_TARGET = 3.0
 SPEARMAN_TARGET = 0.7
+PAIR_LR = 1e-3
+"""The learning rate of the SimSiam pair with and without stop-gradient added to the ablations (Adam's common
+rate), beside the pair at SimSiam's tuned rate."""
 
 
 def _verdict(flag: bool) -> Latex:
@@ -111,6 +114,19 @@ def ssl_numbers(table: pd.DataFrame, runs: pd.DataFrame, ablations: Mapping[str,
     )
     out.update(SslNoSgNormStd=number(nosg.norm_std, 2), SslNoSgKnn=number(100 * nosg.knn_acc, 1),
                SslCollapseTargetMet=_verdict(bool(met)))  # fmt: skip
+    # The same pair at PAIR_LR, where the ablations include it ("--" otherwise): the std half of the target.
+    pair = {sg: _ablation(ablations, {"method": "simsiam", **({} if sg else {"stop_gradient": False}), "lr": PAIR_LR})
+            for sg in (True, False)}  # fmt: skip
+    if all(pair.values()):
+        sg_row, nosg_row = (t[t.variant == pair[sg]].iloc[0] for sg in (True, False))
+        out.update(SslPairLr=Latex(f"{PAIR_LR:g}"), SslPairSgNormStd=number(sg_row.norm_std, 2),
+                   SslPairSgKnn=number(100 * sg_row.knn_acc, 1), SslPairNoSgNormStd=number(nosg_row.norm_std, 2),
+                   SslPairNoSgKnn=number(100 * nosg_row.knn_acc, 1),
+                   SslPairStdTargetMet=_verdict(bool(nosg_row.norm_std < COLLAPSED_STD
+                                                     and sg_row.norm_std > HEALTHY_STD)))  # fmt: skip
+    else:
+        out.update({k: Latex("--") for k in ("SslPairLr", "SslPairSgNormStd", "SslPairSgKnn", "SslPairNoSgNormStd",
+                                             "SslPairNoSgKnn", "SslPairStdTargetMet")})  # fmt: skip
 
     _, best, best_knn = _grid(table, dataset)
     supervised = main.loc["supervised"].knn_acc.iloc[0]
@@ -143,8 +159,11 @@ def ssl_numbers(table: pd.DataFrame, runs: pd.DataFrame, ablations: Mapping[str,
 
     ok = runs[~runs.diverged.astype(bool) & runs.knn_acc.notna() & runs.rankme.notna()]
     rho = float(spearmanr(ok.rankme, ok.knn_acc).statistic) if len(ok) > 2 else float("nan")
+    # The same correlation on the representation h before the projector (RankMe's own setting), beside it.
+    ok_h = ok[ok.rankme_h.notna() & ok.knn_acc_h.notna()] if "rankme_h" in ok else ok.iloc[:0]
+    rho_h = float(spearmanr(ok_h.rankme_h, ok_h.knn_acc_h).statistic) if len(ok_h) > 2 else float("nan")
     out.update(SslSpearman=number(rho, 2), SslSpearmanRuns=number(len(ok)),
-               SslSpearmanTargetMet=_verdict(rho >= SPEARMAN_TARGET))  # fmt: skip
+               SslSpearmanTargetMet=_verdict(rho >= SPEARMAN_TARGET), SslSpearmanH=number(rho_h, 2))  # fmt: skip
 
     if transfer is not None:
         d, tbest, tknn = _grid(table, transfer)
@@ -155,5 +174,9 @@ def ssl_numbers(table: pd.DataFrame, runs: pd.DataFrame, ablations: Mapping[str,
         r, rbest, rknn = _grid(table, reviews)
         out.update(SslReviewsBest=_name(rbest), SslReviewsBestKnn=number(100 * rknn, 1),
                    SslReviewsSupervisedKnn=number(100 * r.loc["supervised"].knn_acc.iloc[0], 1),
-                   SslReviewsRandomKnn=number(100 * r.loc["random"].knn_acc.iloc[0], 1))  # fmt: skip
+                   SslReviewsRandomKnn=number(100 * r.loc["random"].knn_acc.iloc[0], 1),
+                   SslReviewsSimclrKnn=number(100 * r.loc["simclr"].knn_acc.iloc[0], 1) if "simclr" in r.index else Latex("--"),
+                   SslReviewsBelowRandom=_listing([_label({"method": m, "similarity": s}) for (m, s), row in r.iterrows()
+                                                   if resolve_method(m).family == "non-contrastive"
+                                                   and row.knn_acc < r.loc["random"].knn_acc.iloc[0]]))  # fmt: skip
     return out
