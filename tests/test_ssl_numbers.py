@@ -119,15 +119,18 @@ def test_numbers_of_the_pair_at_adams_rate_the_reviews_and_the_representation() 
     n = ssl_numbers(table, all_runs, ABLATIONS, num_classes=10, num_seeds=2, trials=4, epochs=30)
     assert n["SslPairLr"] == "--" and n["SslPairStdTargetMet"] == "--"  # no such pair among the ablations
     # the pair at 1e-3: with stop-gradient healthy (0.6), without collapsed (0.05): the std half of the target
-    pair = {"SimSiam, lr 1e-3": {"method": "simsiam", "lr": 0.001},
-            "SimSiam, no stop-gradient, lr 1e-3": {"method": "simsiam", "stop_gradient": False, "lr": 0.001}}
+    pair = {
+        "SimSiam, lr 1e-3": {"method": "simsiam", "lr": 0.001},
+        "SimSiam, no stop-gradient, lr 1e-3": {"method": "simsiam", "stop_gradient": False, "lr": 0.001},
+    }
     extra = [runs([("simsiam", "cosine", 0, 0.66, 0.60, 12.0)], "SimSiam, lr 1e-3"),
              runs([("simsiam", "cosine", 0, 0.70, 0.05, 2.0)], "SimSiam, no stop-gradient, lr 1e-3")]  # fmt: skip
     both = pd.concat([all_runs, *extra], ignore_index=True)
     # on h the ranks agree exactly: RankMe of h is a monotone map of the k-NN accuracy of h
     both = both.assign(knn_acc_h=both.knn_acc, rankme_h=both.knn_acc * 100)
     reviews = table_runs_of(table, "clothing-t2")
-    reviews.loc[reviews.method == "random", "knn_acc"] = 0.55  # now SimSiam (0.5) is below the untrained encoder
+    # now SimSiam (0.5) is below the untrained encoder
+    reviews.loc[reviews.method == "random", "knn_acc"] = 0.55
     table2, _ = collapse_table(pd.concat([both, table_runs_of(table, "digits"), reviews]))
     n = ssl_numbers(table2, both, {**ABLATIONS, **pair}, num_classes=10, num_seeds=2, trials=4, epochs=30)
     assert (n["SslPairLr"], n["SslPairSgNormStd"], n["SslPairSgKnn"]) == ("0.001", "0.60", "66.0")
@@ -143,3 +146,13 @@ def table_runs_of(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
     rows = table[table.dataset == dataset]
     return runs([(r.method, r.similarity, 0, r.knn_acc, r.norm_std, r.rankme, False, r.val_knn_acc)
                  for r in rows.itertuples()], dataset=dataset)  # fmt: skip
+
+
+def test_latex_table_names_variants_briefly_and_drops_an_empty_divergence_column() -> None:
+    _, all_runs = study()
+    _, tex = collapse_table(all_runs)
+    variants = {str(v) for v in tex.Variant}
+    assert variants == {"", "no stop-gradient"}  # grid blank; "SimSiam, " left to the method column
+    assert "Div." in tex  # SimSiam (dot) diverged
+    _, tex = collapse_table(all_runs[~all_runs.diverged.astype(bool)])
+    assert "Div." not in tex

@@ -16,6 +16,7 @@ import pandas as pd
 
 from mmsheaf.report import Latex, latex_escape, mean_std, number
 from mmsheaf.ssl.methods import resolve_method
+from mmsheaf.ssl.plan import MAIN_VARIANT
 
 __all__ = ["TABLE_COLUMNS", "collapse_table", "history_frame", "label_runs", "spectrum_frame"]
 
@@ -45,7 +46,8 @@ def collapse_table(
     Returns:
         ``(table, tex)``: :data:`TABLE_COLUMNS`, ``val_knn_acc``, ``diverged`` and ``n_seeds``; and the LaTeX
         version (method, similarity, variant, k-NN and linear accuracy in % as ``mean $\pm$ std``, normalised
-        std, RankMe, seconds, and the diverged seeds as ``k/n`` where there are any).
+        std, RankMe, seconds, and the diverged seeds as ``k/n``, a column only where a run diverged; the grid's
+        variant blank, an ablation's without its method's name).
     """
     keys = ["dataset", "method", "similarity", "variant"]
     if missing := [
@@ -65,7 +67,7 @@ def collapse_table(
         "Data": [Latex(latex_escape(d)) for d in table.dataset],
         "Method": [Latex(latex_escape(resolve_method(m).display)) for m in table.method],
         "Similarity": [Latex(latex_escape(s)) for s in table.similarity],
-        "Variant": [Latex(latex_escape(v)) for v in table.variant],
+        "Variant": [Latex(latex_escape(_variant(v, resolve_method(m).display))) for v, m in zip(table.variant, table.method)],
         "$k$-NN \\%": [_pct(m, s) for m, s in zip(table.knn_acc, table.std_knn_acc)],
         "Linear \\%": [_pct(m, None) for m in table.linear_acc],
         "Norm.\\ std": [_num(v, 2) for v in table.norm_std],
@@ -73,7 +75,17 @@ def collapse_table(
         "s": [_num(v, 0) for v in table.train_seconds],
         "Div.": [Latex(f"{int(d)}/{int(n)}" if d else "") for d, n in zip(table.diverged, table.n_seeds)],
     })  # fmt: skip
+    if not table.diverged.any():
+        tex = tex.drop(columns="Div.")  # a column of blanks only widens the page
     return table[[*TABLE_COLUMNS, "val_knn_acc", "diverged", "n_seeds"]], tex
+
+
+def _variant(variant: str, method: str) -> str:
+    """The variant as the LaTeX table shows it: blank for the grid's rows, without the method's name (its own
+    column) for an ablation named after it ("SimSiam, no predictor" -> "no predictor")."""
+    if variant == MAIN_VARIANT:
+        return ""
+    return variant[len(method) + 2 :] if variant.startswith(f"{method}, ") else variant
 
 
 def _finite(v: float | None) -> bool:
