@@ -112,18 +112,18 @@ def ssl_numbers(table: pd.DataFrame, runs: pd.DataFrame, ablations: Mapping[str,
         and nosg.knn_acc <= chance + NEAR_CHANCE
         and simsiam.norm_std > HEALTHY_STD
     )
-    out.update(SslNoSgNormStd=number(nosg.norm_std, 2), SslNoSgKnn=number(100 * nosg.knn_acc, 1),
-               SslCollapseTargetMet=_verdict(bool(met)))  # fmt: skip
+    out.update({"SslNoSgNormStd": number(nosg.norm_std, 2), "SslNoSgKnn": number(100 * nosg.knn_acc, 1),
+               "SslCollapseTargetMet": _verdict(bool(met))})  # fmt: skip
     # The same pair at PAIR_LR, where the ablations include it ("--" otherwise): the std half of the target.
     pair = {sg: _ablation(ablations, {"method": "simsiam", **({} if sg else {"stop_gradient": False}), "lr": PAIR_LR})
             for sg in (True, False)}  # fmt: skip
     if all(pair.values()):
         sg_row, nosg_row = (t[t.variant == pair[sg]].iloc[0] for sg in (True, False))
-        out.update(SslPairLr=Latex(f"{PAIR_LR:g}"), SslPairSgNormStd=number(sg_row.norm_std, 2),
-                   SslPairSgKnn=number(100 * sg_row.knn_acc, 1), SslPairNoSgNormStd=number(nosg_row.norm_std, 2),
-                   SslPairNoSgKnn=number(100 * nosg_row.knn_acc, 1),
-                   SslPairStdTargetMet=_verdict(bool(nosg_row.norm_std < COLLAPSED_STD
-                                                     and sg_row.norm_std > HEALTHY_STD)))  # fmt: skip
+        out.update({"SslPairLr": Latex(f"{PAIR_LR:g}"), "SslPairSgNormStd": number(sg_row.norm_std, 2),
+                   "SslPairSgKnn": number(100 * sg_row.knn_acc, 1), "SslPairNoSgNormStd": number(nosg_row.norm_std, 2),
+                   "SslPairNoSgKnn": number(100 * nosg_row.knn_acc, 1),
+                   "SslPairStdTargetMet": _verdict(bool(nosg_row.norm_std < COLLAPSED_STD
+                                                     and sg_row.norm_std > HEALTHY_STD))})  # fmt: skip
     else:
         out.update({k: Latex("--") for k in ("SslPairLr", "SslPairSgNormStd", "SslPairSgKnn", "SslPairNoSgNormStd",
                                              "SslPairNoSgKnn", "SslPairStdTargetMet")})  # fmt: skip
@@ -131,11 +131,11 @@ def ssl_numbers(table: pd.DataFrame, runs: pd.DataFrame, ablations: Mapping[str,
     _, best, best_knn = _grid(table, dataset)
     supervised = main.loc["supervised"].knn_acc.iloc[0]
     gap = 100 * (supervised - best_knn)
-    out.update(SslBestNonContrastive=_name(best), SslBestNonContrastiveKnn=number(100 * best_knn, 1),
-               SslSupervisedKnn=number(100 * supervised, 1), SslGapToSupervised=number(gap, 1),
-               SslGapTargetMet=_verdict(gap <= GAP_TARGET),
-               SslSimclrKnn=number(100 * main.loc["simclr"].knn_acc.iloc[0], 1) if "simclr" in main.index else Latex("--"),
-               SslRandomKnn=number(100 * main.loc["random"].knn_acc.iloc[0], 1) if "random" in main.index else Latex("--"))  # fmt: skip
+    out.update({"SslBestNonContrastive": _name(best), "SslBestNonContrastiveKnn": number(100 * best_knn, 1),
+               "SslSupervisedKnn": number(100 * supervised, 1), "SslGapToSupervised": number(gap, 1),
+               "SslGapTargetMet": _verdict(gap <= GAP_TARGET),
+               "SslSimclrKnn": number(100 * main.loc["simclr"].knn_acc.iloc[0], 1) if "simclr" in main.index else Latex("--"),
+               "SslRandomKnn": number(100 * main.loc["random"].knn_acc.iloc[0], 1) if "random" in main.index else Latex("--")})  # fmt: skip
 
     rows = t.to_dict("records")
     grid = [
@@ -144,39 +144,39 @@ def ssl_numbers(table: pd.DataFrame, runs: pd.DataFrame, ablations: Mapping[str,
     bad = [_label(r) for r in grid if collapsed(r, chance)]
     diverged = [f"{_label(r)} ({int(r['diverged'])}/{int(r['n_seeds'])})" for r in grid if r["diverged"]]
     abl_bad = [r["variant"] for r in rows if r["variant"] != MAIN_VARIANT and collapsed(r, chance)]
-    out.update(SslCollapsedRows=_listing(bad), SslNumCollapsedRows=number(len(bad)),
-               SslNumGridRows=number(len(grid)), SslDivergedRows=_listing(diverged),
-               SslCollapsedAblations=_listing(abl_bad))  # fmt: skip
+    out.update({"SslCollapsedRows": _listing(bad), "SslNumCollapsedRows": number(len(bad)),
+               "SslNumGridRows": number(len(grid)), "SslDivergedRows": _listing(diverged),
+               "SslCollapsedAblations": _listing(abl_bad)})  # fmt: skip
     # Rows whose normalised std says "collapsed" while their k-NN accuracy does not: the cosine k-NN ranks
     # neighbours by whatever variation is left around a shared direction, however small.
     std_only = [_label(r) if r["variant"] == MAIN_VARIANT else r["variant"] for r in rows
                 if r["norm_std"] < COLLAPSED_STD and r["knn_acc"] > chance + NEAR_CHANCE]  # fmt: skip
-    out.update(SslStdOnlyCollapsed=_listing(std_only), SslNumStdOnlyCollapsed=number(len(std_only)))
+    out.update({"SslStdOnlyCollapsed": _listing(std_only), "SslNumStdOnlyCollapsed": number(len(std_only))})
     if "random" in main.index:
         untrained = main.loc["random"].iloc[0]
-        out.update(SslRandomNormStd=number(untrained.norm_std, 2),
-                   SslSimSiamOverRandom=number(100 * (simsiam.knn_acc - untrained.knn_acc), 1))  # fmt: skip
+        out.update({"SslRandomNormStd": number(untrained.norm_std, 2),
+                   "SslSimSiamOverRandom": number(100 * (simsiam.knn_acc - untrained.knn_acc), 1)})  # fmt: skip
 
     ok = runs[~runs.diverged.astype(bool) & runs.knn_acc.notna() & runs.rankme.notna()]
     rho = float(spearmanr(ok.rankme, ok.knn_acc).statistic) if len(ok) > 2 else float("nan")
     # The same correlation on the representation h before the projector (RankMe's own setting), beside it.
     ok_h = ok[ok.rankme_h.notna() & ok.knn_acc_h.notna()] if "rankme_h" in ok else ok.iloc[:0]
     rho_h = float(spearmanr(ok_h.rankme_h, ok_h.knn_acc_h).statistic) if len(ok_h) > 2 else float("nan")
-    out.update(SslSpearman=number(rho, 2), SslSpearmanRuns=number(len(ok)),
-               SslSpearmanTargetMet=_verdict(rho >= SPEARMAN_TARGET), SslSpearmanH=number(rho_h, 2))  # fmt: skip
+    out.update({"SslSpearman": number(rho, 2), "SslSpearmanRuns": number(len(ok)),
+               "SslSpearmanTargetMet": _verdict(rho >= SPEARMAN_TARGET), "SslSpearmanH": number(rho_h, 2)})  # fmt: skip
 
     if transfer is not None:
         d, tbest, tknn = _grid(table, transfer)
-        out.update(SslDigitsBest=_name(tbest), SslDigitsBestKnn=number(100 * tknn, 1),
-                   SslDigitsSupervisedKnn=number(100 * d.loc["supervised"].knn_acc.iloc[0], 1),
-                   SslDigitsSameBest=_verdict(tbest == best))  # fmt: skip
+        out.update({"SslDigitsBest": _name(tbest), "SslDigitsBestKnn": number(100 * tknn, 1),
+                   "SslDigitsSupervisedKnn": number(100 * d.loc["supervised"].knn_acc.iloc[0], 1),
+                   "SslDigitsSameBest": _verdict(tbest == best)})  # fmt: skip
     if reviews is not None:
         r, rbest, rknn = _grid(table, reviews)
-        out.update(SslReviewsBest=_name(rbest), SslReviewsBestKnn=number(100 * rknn, 1),
-                   SslReviewsSupervisedKnn=number(100 * r.loc["supervised"].knn_acc.iloc[0], 1),
-                   SslReviewsRandomKnn=number(100 * r.loc["random"].knn_acc.iloc[0], 1),
-                   SslReviewsSimclrKnn=number(100 * r.loc["simclr"].knn_acc.iloc[0], 1) if "simclr" in r.index else Latex("--"),
-                   SslReviewsBelowRandom=_listing([_label({"method": m, "similarity": s}) for (m, s), row in r.iterrows()
+        out.update({"SslReviewsBest": _name(rbest), "SslReviewsBestKnn": number(100 * rknn, 1),
+                   "SslReviewsSupervisedKnn": number(100 * r.loc["supervised"].knn_acc.iloc[0], 1),
+                   "SslReviewsRandomKnn": number(100 * r.loc["random"].knn_acc.iloc[0], 1),
+                   "SslReviewsSimclrKnn": number(100 * r.loc["simclr"].knn_acc.iloc[0], 1) if "simclr" in r.index else Latex("--"),
+                   "SslReviewsBelowRandom": _listing([_label({"method": m, "similarity": s}) for (m, s), row in r.iterrows()
                                                    if resolve_method(m).family == "non-contrastive"
-                                                   and row.knn_acc < r.loc["random"].knn_acc.iloc[0]]))  # fmt: skip
+                                                   and row.knn_acc < r.loc["random"].knn_acc.iloc[0]])})  # fmt: skip
     return out
