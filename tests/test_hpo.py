@@ -376,3 +376,41 @@ def test_run_study_and_wait_returns_only_once_no_trial_is_running(monkeypatch) -
     study = hpo_module.run_study_and_wait(lambda p, t: 0.0, {}, hpo_module.StudyConfig("s"), progress=False)
     assert study.s == [TrialState.COMPLETE, TrialState.COMPLETE]
     assert calls == {"run": 3, "load": 3}  # run_study again each time: it reruns a dead worker's trial
+
+
+@pytest.mark.parametrize("race", ["pg-duplicate-table", "unique-violation", "sqlite-table-exists"])
+def test_a_storage_racing_another_worker_to_create_the_schema_is_retried(monkeypatch, race: str) -> None:
+    from mmsheaf.runs import storage
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    errors = {
+        "pg-duplicate-table": ProgrammingError("CREATE TABLE studies", {}, Exception('relation "studies" already exists')),
+        "unique-violation": IntegrityError("INSERT", {}, Exception("duplicate key value violates unique constraint")),
+        "sqlite-table-exists": OperationalError("CREATE TABLE", {}, Exception("table studies already exists")),
+    }  # fmt: skip
+    calls: list[str] = []
+
+    def failing(times: int, error: Exception):
+        def rdb(url: str, **kwargs) -> str:
+            calls.append(url)
+            if len(calls) <= times:
+                raise error
+            return "storage"
+
+        return rdb
+
+    monkeypatch.setattr(storage.time, "sleep", lambda s: None)
+    monkeypatch.setattr(storage, "RDBStorage", failing(2, errors[race]))
+    assert storage._rdb_storage("postgresql://h/db") == "storage" and len(calls) == 3
+    # Another error is not a race: raised at once. A race that never ends is raised after the last attempt.
+    calls.clear()
+    denied = ProgrammingError("SELECT", {}, Exception('permission denied for table "studies"'))
+    monkeypatch.setattr(storage, "RDBStorage", failing(1, denied))
+    with pytest.raises(ProgrammingError, match="permission denied"):
+        storage._rdb_storage("postgresql://h/db")
+    assert len(calls) == 1
+    calls.clear()
+    monkeypatch.setattr(storage, "RDBStorage", failing(99, errors[race]))
+    with pytest.raises(type(errors[race])):
+        storage._rdb_storage("postgresql://h/db", attempts=4)
+    assert len(calls) == 4

@@ -16,3 +16,32 @@ def test_the_server_takes_its_password_and_refuses_others(postgres_server: str) 
         with pytest.raises(sqlalchemy.exc.OperationalError):
             engine.connect()
         engine.dispose()
+
+
+def test_workers_racing_to_create_the_schema_of_a_new_database_all_get_a_storage(postgres_url: str) -> None:
+    """Each worker's RDBStorage creates the missing tables on a fresh database at the same moment; the
+    losers' "relation already exists" (a ProgrammingError) and unique violations are retried, not raised.
+    Twelve threads, each with its own engine: without the ProgrammingError retry this failed 3 runs in 4."""
+    import threading
+
+    from mmsheaf.runs.storage import optuna_storage, storage_kind
+
+    barrier, opened, errors = threading.Barrier(12), [], []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            opened.append(optuna_storage(postgres_url, "s", heartbeat_interval=60, grace_period=None,
+                                         stale_trial_callback=None))  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - collected, asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert [storage_kind(s) for s in opened] == ["rdb:postgresql"] * 12
+    opened[0].create_new_study([], "s")
+    assert [s.get_study_id_from_name("s") for s in opened] == [1] * 12

@@ -41,18 +41,23 @@ def journal_path(storage: str | None, name: str) -> Path | None:
     return path if path.is_absolute() else paths.cache_root() / "optuna" / path
 
 
-def _rdb_storage(url: str, attempts: int = 5, **kwargs: Any) -> RDBStorage:
-    """``RDBStorage(url, **kwargs)``, retried when workers race to create the schema of a new database: each
-    creates the tables if missing and stamps alembic's version row, so all but one get a unique-constraint or
-    "table already exists" error although the database is fine."""
-    from sqlalchemy.exc import IntegrityError, OperationalError
+def _rdb_storage(url: str, attempts: int = 8, **kwargs: Any) -> RDBStorage:
+    """``RDBStorage(url, **kwargs)``, retried when workers race to create the schema of a new database.
+
+    Each worker creates the tables that are missing (SQLAlchemy's ``create_all`` checks, then creates) and
+    stamps alembic's version row, so on a fresh database all but one may fail although the database ends up
+    fine: with a unique-constraint violation (``IntegrityError``: PostgreSQL's ``pg_type`` row, alembic's
+    version row) or with "table already exists" (PostgreSQL's ``DuplicateTable`` is a ``ProgrammingError``,
+    SQLite's an ``OperationalError``). Those are retried after a short, growing pause; any other error is
+    raised at once."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 return RDBStorage(url, **kwargs)
-        except (IntegrityError, OperationalError) as exc:
+        except (IntegrityError, OperationalError, ProgrammingError) as exc:
             racing = isinstance(exc, IntegrityError) or "already exists" in str(exc)
             if not racing or attempt == attempts - 1:
                 raise
