@@ -172,11 +172,12 @@ def ssl_numbers(table: pd.DataFrame, runs: pd.DataFrame, ablations: Mapping[str,
                    "SslDigitsSameBest": _verdict(tbest == best)})  # fmt: skip
     if reviews is not None:
         r, rbest, rknn = _grid(table, reviews)
+        random_knn = r.loc["random"].knn_acc.iloc[0]
         out.update({"SslReviewsBest": _name(rbest), "SslReviewsBestKnn": number(100 * rknn, 1),
                    "SslReviewsSupervisedKnn": number(100 * r.loc["supervised"].knn_acc.iloc[0], 1),
-                   "SslReviewsRandomKnn": number(100 * r.loc["random"].knn_acc.iloc[0], 1),
+                   "SslReviewsRandomKnn": number(100 * random_knn, 1),
                    "SslReviewsSimclrKnn": number(100 * r.loc["simclr"].knn_acc.iloc[0], 1) if "simclr" in r.index else Latex("--"),
                    "SslReviewsBelowRandom": _listing([_label({"method": m, "similarity": s}) for (m, s), row in r.iterrows()
                                                    if resolve_method(m).family == "non-contrastive"
-                                                   and row.knn_acc < r.loc["random"].knn_acc.iloc[0]])})  # fmt: skip
+                                                   and row.knn_acc < random_knn])})  # fmt: skip
     return out
