@@ -22,8 +22,11 @@ before each trial and here before each claim), and the storage's stale-trial cal
 ``WAITING``; Optuna's ``ask`` runs waiting trials first. Optuna's ``JournalStorage`` (the default storage, and
 the one the run ledgers keep) has no heartbeats (it is not a ``BaseHeartbeat``), so there the same two steps
 (fail, then :class:`RetryDeadTrial`) are taken for the ``RUNNING`` trials whose worker (:data:`OWNER_ATTR`,
-``"<host>:<pid>"``) is a process of this host that no longer exists. A trial retried by
-``RetryHeartbeatStaleTrialCallback`` is recognised by Optuna's record of it (``retry_history``).
+``"<host>:<pid>"``) is a process of this host that no longer exists. A database gets that process-id check
+too, after Optuna's: Optuna skips a running trial that has no heartbeat yet (``_get_stale_trial_ids``), and a
+worker killed before its heartbeat thread first wrote (seen under load: SIGKILL a few ms into a trial) would
+hold its slot for ever. A trial retried by ``RetryHeartbeatStaleTrialCallback`` is recognised by Optuna's
+record of it (``retry_history``).
 """
 
 from __future__ import annotations
@@ -156,20 +159,20 @@ def interrupted_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The trials of ``study`` run in a slot whose slot is given back and whose rerun nobody claimed yet.
 
     A trial is interrupted if it failed with ``KeyboardInterrupt`` or because its worker died (see the
-    module), or, in a storage without heartbeats, if it is still ``RUNNING`` but its worker was a process
-    of this host that no longer exists. In a storage without heartbeats a worker on another machine is
-    never presumed dead: its trials stay ``RUNNING`` (fail them by hand, e.g. with ``study.tell(number,
-    state=TrialState.FAIL)``, and raise ``n_trials`` to replace them).
+    module), or if it is still ``RUNNING`` but its worker was a process of this host that no longer exists.
+    A worker on another machine is presumed dead only through a stale heartbeat: in a journal, or in a
+    database before its first heartbeat, its trials stay ``RUNNING`` (fail them by hand, e.g. with
+    ``study.tell(number, state=TrialState.FAIL)``, and raise ``n_trials`` to replace them).
     """
     prefix = _slot_prefix(study.study_name)
     claimed = {name.rpartition(RERUN_SEPARATOR)[2] for name in optuna.get_all_study_names(study._storage)
                if name.startswith(prefix) and RERUN_SEPARATOR in name}  # fmt: skip
-    retried, pids = _retried(study), not _heartbeats(study._storage)
+    retried = _retried(study)
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
         if SLOT_ATTR not in t.user_attrs or str(t.number) in claimed:
             continue
-        dead = pids and t.state == TrialState.RUNNING and _owner_is_dead(t.user_attrs.get(OWNER_ATTR))
+        dead = t.state == TrialState.RUNNING and _owner_is_dead(t.user_attrs.get(OWNER_ATTR))
         if dead or _gave_back(t, retried):
             out.append(t)
     return sorted(out, key=lambda t: t.number)
@@ -178,16 +181,16 @@ def interrupted_trials(study: optuna.Study) -> list[FrozenTrial]:
 def fail_dead_trials(study: optuna.Study) -> None:
     """Fail the ``RUNNING`` trials of dead workers and queue their retry (:class:`RetryDeadTrial`).
 
-    With heartbeats, Optuna's ``fail_stale_trials`` does both. Without (a journal), the trials run in a slot
-    whose worker is a dead process of this host are marked ``"worker died"`` and failed; failing is exclusive
-    (the worker that loses the race gets ``UpdateFinishedTrialError``), so each is retried once.
+    With heartbeats, Optuna's ``fail_stale_trials`` does both first. Then, in any storage, the trials run in
+    a slot whose worker is a dead process of this host are marked ``"worker died"`` and failed (in a
+    database: those that died before their first heartbeat, which Optuna skips); failing is exclusive (the
+    worker that loses the race gets ``UpdateFinishedTrialError``), so each is retried once.
     """
     storage = study._storage
     if _heartbeats(storage):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        return
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if SLOT_ATTR not in t.user_attrs or not _owner_is_dead(t.user_attrs.get(OWNER_ATTR)):
             continue
